@@ -1,0 +1,76 @@
+package commands
+
+import (
+	"context"
+	"crypto/rand"
+	"math/big"
+	"sync"
+	"time"
+)
+
+// pendingRun is a destructive command waiting for "confirm <code>".
+type pendingRun struct {
+	req     *Request
+	expires time.Time
+}
+
+type confirmations struct {
+	mu      sync.Mutex
+	pending map[string]*pendingRun
+}
+
+// add stores r under a fresh code. Codes are six digits: easy to type on a
+// phone, and only guessable by the one user they are bound to anyway.
+func (c *confirmations) add(r *Request, expires time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for code, p := range c.pending {
+		if !expires.Before(p.expires.Add(time.Hour)) { // forget long-expired codes
+			delete(c.pending, code)
+		}
+	}
+	for {
+		n, _ := rand.Int(rand.Reader, big.NewInt(900000))
+		code := big.NewInt(0).Add(n, big.NewInt(100000)).String()
+		if _, taken := c.pending[code]; !taken {
+			c.pending[code] = &pendingRun{req: r, expires: expires}
+			return code
+		}
+	}
+}
+
+// take returns the pending run for code if userID may confirm it now, and
+// removes it so it cannot run twice. A code is only consumed by its owner.
+func (c *confirmations) take(code, userID string, now time.Time) (*pendingRun, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pending[code]
+	switch {
+	case !ok:
+		return nil, Errorf("No command is waiting for the code `%s`. Codes work once; run the command again to get a new one.", code)
+	case p.req.Message.User.ID != userID:
+		return nil, Errorf("The code `%s` belongs to @%s's command; only they can confirm it.", code, p.req.Message.User.Username)
+	case now.After(p.expires):
+		delete(c.pending, code)
+		return nil, Errorf("The code `%s` expired. Run `%s` again to get a new one.", code, p.req.Command.Name)
+	}
+	delete(c.pending, code)
+	return p, nil
+}
+
+func (rt *Router) confirm(ctx context.Context, r *Request) (string, error) {
+	if len(r.Args) != 1 {
+		return "", Errorf("Usage: `confirm <code>`, with the code I gave you.")
+	}
+	p, err := rt.confirms.take(r.Args[0], r.Message.User.ID, rt.o.Now())
+	if err != nil {
+		return "", err
+	}
+	// The confirmed command replies here, in the thread of "confirm", and
+	// is checked again: rights or channel rules may have changed meanwhile.
+	run := &Request{Message: r.Message, Command: p.req.Command, Args: p.req.Args, router: rt}
+	rt.log.Info("audit", "user", r.Message.User.Username, "channel", channelLabel(r.Message.Channel),
+		"command", auditLine(run.Command.Name, run.Args), "result", "confirmed")
+	r.inner = rt.run(ctx, run, true)
+	return "", errAlreadyReplied
+}

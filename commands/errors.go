@@ -1,0 +1,14 @@
+package commands
+
+import "fmt"
+
+// UserError is an error meant for the person who typed the command: its
+// text is shown verbatim in chat. Any other error is treated as internal.
+type UserError struct{ msg string }
+
+func (e *UserError) Error() string { return e.msg }
+
+// Errorf makes a UserError.
+func Errorf(format string, args ...any) error {
+	return &UserError{msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,122 @@
+package config
+
+import (
+	"encoding/json"
+	"log/slog"
+	"time"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Summoner is the seed's block, kept as the seed wrote it.
+	Summoner      Summoner      `yaml:"summoner"`
+	Chat          Chat          `yaml:"chat"`
+	Permissions   Permissions   `yaml:"permissions"`
+	HTTP          HTTP          `yaml:"http"`
+	Log           Log           `yaml:"log"`
+	Docker        Docker        `yaml:"docker"`
+	Backups       Backups       `yaml:"backups"`
+	Notifications Notifications `yaml:"notifications"`
+}
+
+// Summoner is where minions live and which ones start with the bot.
+type Summoner struct {
+	Domain       string   `yaml:"domain"`
+	VSRoot       string   `yaml:"vsroot"`  // app data, one folder per minion
+	DBSRoot      string   `yaml:"dbsroot"` // database data, one folder per minion
+	Applications []string `yaml:"applications"`
+}
+
+// Chat is the Mattermost connection.
+type Chat struct {
+	URL        string `yaml:"url"`
+	Token      Secret `yaml:"token"`
+	TokenFile  string `yaml:"token_file"`
+	Team       string `yaml:"team"`        // the team whose channels names refer to
+	OpsChannel string `yaml:"ops_channel"` // reports and alerts go here
+	// Prefix, when set, makes "<prefix>command" address the bot too.
+	Prefix string `yaml:"prefix"`
+	// MaxCommandAge: commands missed while offline and older than this are
+	// not run when the bot comes back.
+	MaxCommandAge Duration `yaml:"max_command_age"`
+	StateFile     string   `yaml:"state_file"` // last handled post per channel
+	Workers       int      `yaml:"workers"`    // commands handled at once
+}
+
+// Permissions map usernames to levels and limit where mutating commands run.
+type Permissions struct {
+	Admins    []string `yaml:"admins"`
+	Operators []string `yaml:"operators"`
+	// MutatingChannels: channel names that accept commands that change
+	// things; "direct" means direct messages. Empty: every channel.
+	MutatingChannels []string `yaml:"mutating_channels"`
+}
+
+// HTTP is the bot's own HTTP server (health now, webhooks later).
+type HTTP struct {
+	Listen string `yaml:"listen"` // "" turns it off
+}
+
+// Log configures the log output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Docker is reserved for the minions' engine settings.
+type Docker struct{}
+
+// Backups is reserved for the backup repository settings.
+type Backups struct{}
+
+// Notifications is reserved for webhooks and recipes.
+type Notifications struct{}
+
+// Defaults is the configuration before any file or variable applies.
+func Defaults() Config {
+	return Config{
+		Summoner: Summoner{
+			VSRoot:  "/srv/summoner/volumes",
+			DBSRoot: "/srv/summoner/databases",
+		},
+		Chat: Chat{
+			MaxCommandAge: Duration(10 * time.Minute),
+			StateFile:     "/var/lib/summoner/chat-state.json",
+			Workers:       8,
+		},
+		HTTP: HTTP{Listen: "127.0.0.1:8079"},
+		Log:  Log{Level: "info", Format: "text"},
+	}
+}
+
+// Secret is a string that never prints. Use Reveal where the real value
+// is needed (an Authorization header), nowhere else.
+type Secret string
+
+const masked = "***"
+
+// Reveal returns the secret itself.
+func (s Secret) Reveal() string { return string(s) }
+
+// String masks the secret, so %s, %v and %q print ***.
+func (s Secret) String() string { return masked }
+
+// GoString masks the secret for %#v.
+func (s Secret) GoString() string { return masked }
+
+// LogValue masks the secret in slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(masked) }
+
+// MarshalJSON masks the secret.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(masked) }
+
+// MarshalYAML masks the secret.
+func (s Secret) MarshalYAML() (any, error) { return masked, nil }
+
+// Duration is a time.Duration written as "10m" in YAML and environment.
+type Duration time.Duration
+
+// D is the duration as time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }

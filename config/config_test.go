@@ -1,0 +1,272 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const token = "tok-4f9a8b7c6d5e4f3a"
+
+func envOf(m map[string]string) Env {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, body string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yml")
+	if err := os.WriteFile(p, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadGood(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		file  string // "" for no file
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		{
+			name: "no file, environment only",
+			env:  map[string]string{"SUMMONER_CHAT_URL": "https://chat.example.com", "SUMMONER_CHAT_TOKEN": token},
+			check: func(t *testing.T, c Config) {
+				if c.Chat.URL != "https://chat.example.com" || c.Chat.Token.Reveal() != token {
+					t.Errorf("chat = %+v", c.Chat)
+				}
+				if c.Chat.MaxCommandAge.D() != 10*time.Minute || c.Chat.Workers != 8 || c.Summoner.VSRoot != "/srv/summoner/volumes" {
+					t.Errorf("defaults not applied: %+v", c)
+				}
+			},
+		},
+		{
+			name: "seed block and interpolation",
+			file: `summoner:
+  domain: example.org
+  vsroot: /data/vs
+  dbsroot: /data/dbs
+  applications: [wekan, ghost]
+chat:
+  url: https://chat.example.org
+  token: ${MM_TOKEN}
+  team: ${TEAM:-crew}
+  max_command_age: 90s
+permissions:
+  admins: [alice]
+  operators: ["@bob"]
+  mutating_channels: [ops, direct]
+`,
+			env: map[string]string{"MM_TOKEN": token},
+			check: func(t *testing.T, c Config) {
+				if c.Chat.Token.Reveal() != token || c.Chat.Team != "crew" || c.Chat.MaxCommandAge.D() != 90*time.Second {
+					t.Errorf("chat = %+v", c.Chat)
+				}
+				if !slices.Equal(c.Summoner.Applications, []string{"wekan", "ghost"}) || c.Summoner.Domain != "example.org" {
+					t.Errorf("summoner = %+v", c.Summoner)
+				}
+			},
+		},
+		{
+			name: "environment overrides the file",
+			file: "chat:\n  url: https://a.example\n  token: ${T}\npermissions:\n  admins: [alice]\n",
+			env:  map[string]string{"T": token, "SUMMONER_CHAT_URL": "https://b.example", "SUMMONER_PERMISSIONS_ADMINS": "carol, dave", "SUMMONER_DOMAIN": "x.example"},
+			check: func(t *testing.T, c Config) {
+				if c.Chat.URL != "https://b.example" || !slices.Equal(c.Permissions.Admins, []string{"carol", "dave"}) || c.Summoner.Domain != "x.example" {
+					t.Errorf("got %+v / %+v", c.Chat, c.Permissions)
+				}
+			},
+		},
+		{
+			name: "token from a file named in the environment",
+			env:  map[string]string{"SUMMONER_CHAT_URL": "http://127.0.0.1:8065", "SUMMONER_CHAT_TOKEN_FILE": tokenFile},
+			check: func(t *testing.T, c Config) {
+				if c.Chat.Token.Reveal() != token {
+					t.Errorf("token not read from the file")
+				}
+			},
+		},
+		{
+			name: "empty file is all defaults",
+			file: "# nothing yet\n",
+			env:  map[string]string{"SUMMONER_CHAT_URL": "http://x.example", "SUMMONER_CHAT_TOKEN": token},
+			check: func(t *testing.T, c Config) {
+				if c.HTTP.Listen != "127.0.0.1:8079" {
+					t.Errorf("http = %+v", c.HTTP)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.file != "" {
+				path = writeFile(t, tt.file, 0o600)
+			}
+			c, err := Load(path, envOf(tt.env), ForRun)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestLoadProblems(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		mode    os.FileMode
+		env     map[string]string
+		purpose Purpose
+		want    []string // one per problem, each a substring of its line
+	}{
+		{
+			name: "unknown key with line and suggestion",
+			file: "chat:\n  url: https://chat.example.com\n  tokn: abc\n",
+			want: []string{"config.yml:3: chat.tokn: unknown key (did you mean token?)"},
+		},
+		{
+			name: "unknown section",
+			file: "chatt:\n  url: x\n",
+			want: []string{"config.yml:1: chatt: unknown key (did you mean chat?)"},
+		},
+		{
+			name:    "bad url",
+			file:    "chat:\n  url: htp:/chat\n  token: ${T}\n",
+			env:     map[string]string{"T": token},
+			purpose: ForRun,
+			want:    []string{"config.yml:2: chat.url: should start with https://"},
+		},
+		{
+			name:    "url without host",
+			env:     map[string]string{"SUMMONER_CHAT_URL": "https://", "SUMMONER_CHAT_TOKEN": token},
+			purpose: ForRun,
+			want:    []string{"SUMMONER_CHAT_URL: has no host name"},
+		},
+		{
+			name:    "missing token",
+			env:     map[string]string{"SUMMONER_CHAT_URL": "https://chat.example.com"},
+			purpose: ForRun,
+			want:    []string{"chat.token: missing; set it in the config file, SUMMONER_CHAT_TOKEN or SUMMONER_CHAT_TOKEN_FILE"},
+		},
+		{
+			name:    "missing everything for run",
+			purpose: ForRun,
+			want:    []string{"chat.url: missing", "chat.token: missing"},
+		},
+		{
+			name: "unset variable",
+			file: "chat:\n  url: https://c.example\n  token: ${NOPE}\n",
+			want: []string{"config.yml:3: chat.token: the variable NOPE is not set"},
+		},
+		{
+			name: "required variable",
+			file: "chat:\n  token: ${NOPE:?set the bot token}\n",
+			want: []string{"config.yml:2: chat.token: the variable NOPE is required but not set"},
+		},
+		{
+			name: "type error with line",
+			file: "chat:\n  workers: lots\n",
+			want: []string{"config.yml:2: cannot unmarshal"},
+		},
+		{
+			name: "bad duration",
+			file: "chat:\n  max_command_age: ten minutes\n",
+			want: []string{`config.yml:2: "ten minutes" is not a duration like 10m`},
+		},
+		{
+			name: "every problem at once",
+			file: "summoner:\n  domain: Not A Domain\n  vsroot: relative\nchat:\n  workers: 0\nlog:\n  level: loud\n",
+			want: []string{"config.yml:2: summoner.domain", "config.yml:3: summoner.vsroot", "config.yml:5: chat.workers", "config.yml:7: log.level"},
+		},
+		{
+			name: "clear token in a file others can read",
+			file: "chat:\n  url: https://c.example\n  token: " + token + "\n",
+			mode: 0o644,
+			want: []string{"holds chat.token and is readable by other users; run: chmod 600 "},
+		},
+		{
+			name: "both token and token file",
+			file: "chat:\n  token: ${T}\n  token_file: /nonexistent\n",
+			env:  map[string]string{"T": token},
+			want: []string{"config.yml:3: chat.token_file: set chat.token or chat.token_file, not both"},
+		},
+		{
+			name: "token file missing",
+			env:  map[string]string{"SUMMONER_CHAT_TOKEN_FILE": "/nonexistent/token"},
+			want: []string{"SUMMONER_CHAT_TOKEN_FILE: cannot read /nonexistent/token: no such file or directory"},
+		},
+		{
+			name: "broken yaml",
+			file: "chat: [\n",
+			want: []string{"config.yml"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.file != "" {
+				mode := tt.mode
+				if mode == 0 {
+					mode = 0o600
+				}
+				path = writeFile(t, tt.file, mode)
+				if err := os.Chmod(path, mode); err != nil { // umask may have trimmed it
+					t.Fatal(err)
+				}
+			}
+			_, err := Load(path, envOf(tt.env), tt.purpose)
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("Load error = %v, want Problems", err)
+			}
+			if len(ps) != len(tt.want) && tt.name != "every problem at once" {
+				t.Errorf("%d problems, want %d:\n%v", len(ps), len(tt.want), ps)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(ps.Error(), w) {
+					t.Errorf("problems lack %q:\n%v", w, ps)
+				}
+			}
+			if strings.Contains(ps.Error(), token) {
+				t.Errorf("the token leaked into the message: %v", ps)
+			}
+		})
+	}
+}
+
+func TestTokenFileReadableByOthers(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(token), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load("", envOf(map[string]string{"SUMMONER_CHAT_TOKEN_FILE": p}), ForShell)
+	if err == nil || !strings.Contains(err.Error(), "readable by other users; run: chmod 600 "+p) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	c := Defaults()
+	c.Chat.Token = Secret(token)
+	for _, s := range []string{
+		fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprintf("%s %q", c.Chat.Token, c.Chat.Token),
+	} {
+		if strings.Contains(s, token) {
+			t.Fatalf("token printed: %s", s)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+var (
+	usernameRE = regexp.MustCompile(`^[a-z0-9._-]{1,64}$`)
+	handleRE   = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+	domainRE   = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+// validate adds a problem for every bad value; it does not stop at the first.
+func (l *loader) validate(c *Config, purpose Purpose) {
+	if c.Summoner.Domain != "" && !domainRE.MatchString(c.Summoner.Domain) {
+		l.add("summoner.domain", "%q is not a domain name like example.com", c.Summoner.Domain)
+	}
+	for _, k := range []struct {
+		key, val string
+	}{{"summoner.vsroot", c.Summoner.VSRoot}, {"summoner.dbsroot", c.Summoner.DBSRoot}} {
+		if !strings.HasPrefix(k.val, "/") {
+			l.add(k.key, "%q should be an absolute path", k.val)
+		}
+	}
+
+	ch := c.Chat
+	switch {
+	case ch.URL == "" && purpose == ForRun:
+		l.add("chat.url", "missing; set it in the config file or SUMMONER_CHAT_URL, e.g. https://chat.example.com")
+	case ch.URL != "":
+		if msg := checkURL(ch.URL); msg != "" {
+			l.add("chat.url", "%s", msg)
+		}
+	}
+	if ch.Token == "" && purpose == ForRun {
+		l.add("chat.token", "missing; set it in the config file, SUMMONER_CHAT_TOKEN or SUMMONER_CHAT_TOKEN_FILE (a bot account's access token)")
+	} else if ch.Token != "" && (len(ch.Token) < 8 || strings.ContainsAny(string(ch.Token), " \t\r\n")) {
+		l.add("chat.token", "does not look like a Mattermost access token")
+	}
+	if ch.Team != "" && !handleRE.MatchString(ch.Team) {
+		l.add("chat.team", "%q is not a team handle (the lowercase name in the team's URL)", ch.Team)
+	}
+	if ch.OpsChannel != "" && !handleRE.MatchString(strings.TrimPrefix(ch.OpsChannel, "~")) {
+		l.add("chat.ops_channel", "%q is not a channel handle (the lowercase name in the channel's URL)", ch.OpsChannel)
+	}
+	if strings.ContainsAny(ch.Prefix, " \t") {
+		l.add("chat.prefix", "must not contain spaces")
+	}
+	if ch.MaxCommandAge.D() <= 0 {
+		l.add("chat.max_command_age", "must be more than zero")
+	}
+	if ch.Workers < 1 || ch.Workers > 64 {
+		l.add("chat.workers", "must be between 1 and 64, not %d", ch.Workers)
+	}
+	if ch.StateFile == "" && purpose == ForRun {
+		l.add("chat.state_file", "missing; the bot remembers there which posts it handled")
+	}
+
+	for _, k := range []struct {
+		key   string
+		names []string
+	}{{"permissions.admins", c.Permissions.Admins}, {"permissions.operators", c.Permissions.Operators}} {
+		for _, n := range k.names {
+			if !usernameRE.MatchString(strings.TrimPrefix(n, "@")) {
+				l.add(k.key, "%q is not a Mattermost username", n)
+			}
+		}
+	}
+	for _, n := range c.Permissions.MutatingChannels {
+		if !handleRE.MatchString(strings.TrimPrefix(n, "~")) {
+			l.add("permissions.mutating_channels", "%q is not a channel handle", n)
+		}
+	}
+	if c.HTTP.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+			l.add("http.listen", "%q is not an address like 127.0.0.1:8079", c.HTTP.Listen)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		l.add("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		l.add("log.format", "%q is not text or json", c.Log.Format)
+	}
+}
+
+func checkURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "not a URL like https://chat.example.com"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "should start with https:// (or http://), like https://chat.example.com"
+	case u.Host == "":
+		return "has no host name, expected something like https://chat.example.com"
+	case u.User != nil:
+		return "must not contain a user name or password; use chat.token"
+	case u.RawQuery != "" || u.Fragment != "":
+		return "should be the server's address only, without ?query or #fragment"
+	}
+	return ""
+}
