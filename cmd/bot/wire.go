@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/summoner-bot/summoner/chat"
+	"github.com/summoner-bot/summoner/chat/mattermost"
+	"github.com/summoner-bot/summoner/chat/shell"
+	"github.com/summoner-bot/summoner/commands"
+	"github.com/summoner-bot/summoner/config"
+)
+
+func newLogger(c config.Log, w io.Writer, quiet bool) *slog.Logger {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[c.Level]
+	if quiet && level < slog.LevelWarn {
+		level = slog.LevelWarn // the shell's output is the replies, not the audit log
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// newRouter builds the command tree every front end shares. levelOf may be
+// nil to use the configured permissions.
+func newRouter(cfg config.Config, poster chat.Poster, log *slog.Logger, opts ...func(*commands.Options)) (*commands.Router, *commands.Registry, error) {
+	reg, err := commands.NewRegistry()
+	if err != nil {
+		return nil, nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	o := commands.Options{
+		Registry:         reg,
+		Poster:           poster,
+		LevelOf:          levelsFrom(cfg.Permissions),
+		MutatingChannels: trimAll(cfg.Permissions.MutatingChannels, "~"),
+		Logger:           log,
+		Version:          versionString(),
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	rt, err := commands.NewRouter(o)
+	return rt, reg, err
+}
+
+func levelsFrom(p config.Permissions) func(chat.User) commands.Level {
+	admins, operators := trimAll(p.Admins, "@"), trimAll(p.Operators, "@")
+	return func(u chat.User) commands.Level {
+		switch {
+		case slices.Contains(admins, u.Username):
+			return commands.Admin
+		case slices.Contains(operators, u.Username):
+			return commands.Operator
+		}
+		return commands.Everyone
+	}
+}
+
+func trimAll(names []string, prefix string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.ToLower(strings.TrimPrefix(n, prefix))
+	}
+	return out
+}
+
+// localUser is who types in the shell and the one-shot CLI: whoever can run
+// the binary on the server already has every power, so they are admin.
+func localUser() chat.User {
+	name := "local"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return chat.User{ID: "local:" + name, Username: name}
+}
+
+func asAdmin(o *commands.Options) { o.LevelOf = func(chat.User) commands.Level { return commands.Admin } }
+
+func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, stderr io.Writer, env config.Env) error {
+	log := newLogger(cfg.Log, stderr, true)
+	sh := &shell.Shell{In: stdin, Out: stdout, User: localUser()}
+	if isTerminal(stdin) {
+		sh.Prompt = "summoner> "
+		fmt.Fprintf(stdout, "Summoner %s. Type `help` for the commands, `exit` to leave.\n", versionString())
+	}
+	rt, _, err := newRouter(cfg, sh, log, asAdmin)
+	if err != nil {
+		return err
+	}
+	return sh.Run(ctx, rt)
+}
+
+// runOnce runs one chat command from the terminal. A command that asks for
+// confirmation reads the answer from stdin.
+func runOnce(ctx context.Context, cfg config.Config, name string, args []string, stdout, stderr io.Writer, env config.Env) error {
+	log := newLogger(cfg.Log, stderr, true)
+	sh := &shell.Shell{Out: stdout, User: localUser()}
+	rt, _, err := newRouter(cfg, sh, log, asAdmin)
+	if err != nil {
+		return err
+	}
+	text := strings.Join(append([]string{name}, quoteArgs(args)...), " ")
+	now := time.Now()
+	msg := chat.Message{ID: "cli", Text: text, User: sh.User, Channel: shell.Channel, At: now, Received: now}
+	out := rt.Execute(ctx, msg)
+	if out == commands.Pending {
+		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		answer = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(answer), "confirm"))
+		if answer == "" {
+			fmt.Fprintln(stdout, "Not confirmed; nothing was done.")
+			return exitState(exitFailed)
+		}
+		msg.Text, msg.ID = "confirm "+answer, "cli-confirm"
+		out = rt.Execute(ctx, msg)
+	}
+	switch out {
+	case commands.OK:
+		return nil
+	case commands.Unknown:
+		return exitState(exitConfig)
+	}
+	return exitState(exitFailed)
+}
+
+// quoteArgs keeps arguments the shell already split intact through the
+// chat parser.
+func quoteArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n\"'\\“”‘’") {
+			a = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a) + `"`
+		}
+		out[i] = a
+	}
+	return out
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+	log := newLogger(cfg.Log, stderr, false)
+	mm, err := mattermost.New(mattermost.Options{
+		URL: cfg.Chat.URL, Token: cfg.Chat.Token.Reveal(), Team: cfg.Chat.Team, Prefix: cfg.Chat.Prefix,
+		MaxAge: cfg.Chat.MaxCommandAge.D(), StateFile: cfg.Chat.StateFile, Workers: cfg.Chat.Workers,
+		Logger: log.With("component", "chat"),
+	})
+	if err != nil {
+		return &configError{msg: "chat.url: " + err.Error()}
+	}
+	if err := checkLogin(ctx, mm, cfg, log); err != nil {
+		return err
+	}
+	rt, _, err := newRouter(cfg, mm, log.With("component", "commands"))
+	if err != nil {
+		return err
+	}
+
+	var ln net.Listener
+	if cfg.HTTP.Listen != "" {
+		ln, err = net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http.listen: cannot listen on %s: %w", cfg.HTTP.Listen, err)
+		}
+	}
+	log.Info("starting", "version", versionString(), "chat", cfg.Chat.URL, "http", cfg.HTTP.Listen)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return mm.Run(gctx, rt) })
+	if ln != nil {
+		srv := &http.Server{Handler: healthHandler(mm), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http server: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	if ch := cfg.Chat.OpsChannel; ch != "" {
+		g.Go(func() error {
+			if _, err := mm.PostToChannel(gctx, ch, fmt.Sprintf("Summoner %s is up.", versionString())); err != nil && gctx.Err() == nil {
+				log.Warn("cannot post to the ops channel", "channel", ch, "err", err)
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		log.Info("stopped")
+		return nil
+	}
+	if errors.Is(err, mattermost.ErrUnauthorized) {
+		return &configError{msg: fmt.Sprintf("chat.token: the Mattermost server at %s no longer accepts the token (revoked, or the bot account was disabled)", cfg.Chat.URL)}
+	}
+	return err
+}
+
+// checkLogin fails fast on what retrying cannot fix (a refused token, a
+// host that does not exist, a server that is not Mattermost); a server that
+// is down is waited for by the adapter's reconnect loop.
+func checkLogin(ctx context.Context, mm *mattermost.Adapter, cfg config.Config, log *slog.Logger) error {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := mm.Login(lctx)
+	var (
+		dnsErr *net.DNSError
+		apiErr *mattermost.APIError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mattermost.ErrUnauthorized):
+		return &configError{msg: fmt.Sprintf("chat.token: the Mattermost server at %s rejected the token; use the access token of the bot account (System Console > Integrations > Bot Accounts)", cfg.Chat.URL)}
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return &configError{msg: fmt.Sprintf("chat.url: the host %s does not exist", dnsErr.Name)}
+	case errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusMethodNotAllowed):
+		return &configError{msg: fmt.Sprintf("chat.url: %s does not look like a Mattermost server (GET /api/v4/users/me answered %d)", cfg.Chat.URL, apiErr.Status)}
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	log.Warn("cannot reach Mattermost yet; will keep trying", "err", err)
+	return nil
+}
+
+func healthHandler(mm *mattermost.Adapter) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		body := map[string]any{"status": "ok", "chat": "connected", "version": versionString()}
+		if !mm.Connected() {
+			body["status"], body["chat"] = "degraded", "disconnected"
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(body)
+	})
+	return mux
+}
