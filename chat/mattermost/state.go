@@ -186,4 +186,3 @@ func (s *seenSet) add(id string, now time.Time) bool {
 	s.ids[id] = now
 	return true
 }
-

@@ -93,7 +93,9 @@ func localUser() chat.User {
 	return chat.User{ID: "local:" + name, Username: name}
 }
 
-func asAdmin(o *commands.Options) { o.LevelOf = func(chat.User) commands.Level { return commands.Admin } }
+func asAdmin(o *commands.Options) {
+	o.LevelOf = func(chat.User) commands.Level { return commands.Admin }
+}
 
 func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, stderr io.Writer, env config.Env) error {
 	log := newLogger(cfg.Log, stderr, true)
