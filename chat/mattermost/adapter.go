@@ -54,6 +54,7 @@ type Adapter struct {
 	log *slog.Logger
 
 	connected atomic.Bool
+	sessions  atomic.Int64 // websocket sessions that reached "hello"
 	me        atomic.Pointer[model.User]
 	state     *cursors
 	seen      seenSet
@@ -106,6 +107,10 @@ func New(o Options) (*Adapter, error) {
 
 // Connected reports whether the websocket is up; /healthz shows it.
 func (a *Adapter) Connected() bool { return a.connected.Load() }
+
+// Sessions counts the websocket sessions so far; more than one means the
+// bot reconnected.
+func (a *Adapter) Sessions() int64 { return a.sessions.Load() }
 
 // Login checks the token and learns who the bot is. ErrUnauthorized means
 // the token is wrong; other errors mean the server could not be reached.
@@ -215,10 +220,13 @@ func (a *Adapter) session(ctx context.Context, jobs chan<- job) error {
 	if err != nil {
 		return err
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Deferred in this order so that, on return, the socket closes and the
+	// session's context ends before waiting for its goroutines.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer a.connected.Store(false)
 	defer conn.Close()
 	go func() { // unblock the read when ctx ends
 		<-sctx.Done()
@@ -270,6 +278,7 @@ func (a *Adapter) session(ctx context.Context, jobs chan<- job) error {
 			if !hello {
 				hello = true
 				a.connected.Store(true)
+				a.sessions.Add(1)
 				a.log.Info("connected to Mattermost", "server", a.api.base, "as", me.Username)
 				wg.Add(1)
 				go func() {

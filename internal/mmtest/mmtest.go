@@ -1,0 +1,192 @@
+// Package mmtest is the integration-test harness for the real Mattermost
+// server that .ci/services.sh starts: accounts from SUMMONER_IT_* variables,
+// a fresh channel per test, members who post and wait for the bot's replies.
+//
+// Without the variables the tests skip, unless SUMMONER_INTEGRATION=1 (as in
+// CI), where a missing server is a failure, never a silent skip.
+package mmtest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mattermost/mattermost-server/v6/model"
+)
+
+// ReplyProp is the prop the bot tags its replies with.
+const ReplyProp = "summoner_reply_to"
+
+// Env is the provisioned server.
+type Env struct {
+	URL, Team, OpsChannel           string
+	BotUsername, BotToken           string
+	OtherBotToken, OtherBotUsername string
+	Admin, Operator, Member         Account
+	restart                         string
+}
+
+// Account is a login on the server.
+type Account struct{ Username, Password string }
+
+// FromEnv reads the server's details, skipping (or, in CI, failing) when
+// they are absent.
+func FromEnv(t testing.TB) *Env {
+	t.Helper()
+	get := func(k string) string { return os.Getenv("SUMMONER_IT_" + k) }
+	e := &Env{
+		URL: get("MM_URL"), Team: get("TEAM"), OpsChannel: get("OPS_CHANNEL"),
+		BotUsername: get("BOT_USERNAME"), BotToken: get("BOT_TOKEN"), OtherBotToken: get("OTHERBOT_TOKEN"), OtherBotUsername: get("OTHERBOT_USERNAME"),
+		Admin:    Account{get("ADMIN_USERNAME"), get("ADMIN_PASSWORD")},
+		Operator: Account{get("OPERATOR_USERNAME"), get("OPERATOR_PASSWORD")},
+		Member:   Account{get("MEMBER_USERNAME"), get("MEMBER_PASSWORD")},
+		restart:  get("MM_RESTART"),
+	}
+	if e.URL == "" || e.BotToken == "" {
+		if os.Getenv("SUMMONER_INTEGRATION") == "1" {
+			t.Fatal("SUMMONER_INTEGRATION=1 but SUMMONER_IT_MM_URL/SUMMONER_IT_BOT_TOKEN are not set: start the services with `bash .ci/services.sh start` and source its env file")
+		}
+		t.Skip("no Mattermost server: set SUMMONER_IT_* (see .ci/services.sh) to run this test")
+	}
+	return e
+}
+
+// Client logs an account in.
+func (e *Env) Client(t testing.TB, a Account) *model.Client4 {
+	t.Helper()
+	c := model.NewAPIv4Client(e.URL)
+	var err error
+	for try := 0; try < 3; try++ { // right after a server restart the first login may fail
+		if _, _, err = c.Login(a.Username, a.Password); err == nil {
+			return c
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("logging in as %s: %v", a.Username, err)
+	return nil
+}
+
+// BotClient is a client with a bot's token.
+func (e *Env) BotClient(token string) *model.Client4 {
+	c := model.NewAPIv4Client(e.URL)
+	c.SetToken(token)
+	return c
+}
+
+// UserID looks a username up.
+func (e *Env) UserID(t testing.TB, c *model.Client4, username string) string {
+	t.Helper()
+	u, _, err := c.GetUserByUsername(username, "")
+	if err != nil {
+		t.Fatalf("finding user %s: %v", username, err)
+	}
+	return u.Id
+}
+
+// NewChannel creates a channel only this test uses, with the bot, the other
+// bot and the three accounts in it, and archives it when the test ends.
+func (e *Env) NewChannel(t testing.TB) *model.Channel {
+	t.Helper()
+	admin := e.Client(t, e.Admin)
+	team, _, err := admin.GetTeamByName(e.Team, "")
+	if err != nil {
+		t.Fatalf("finding team %s: %v", e.Team, err)
+	}
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	name := "it-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	name = strings.Trim(name, "-") + "-" + hex.EncodeToString(suffix)
+	ch, _, err := admin.CreateChannel(&model.Channel{TeamId: team.Id, Name: name, DisplayName: name, Type: model.ChannelTypeOpen})
+	if err != nil {
+		t.Fatalf("creating channel %s: %v", name, err)
+	}
+	for _, u := range []string{e.BotUsername, e.OtherBotUsername, e.Operator.Username, e.Member.Username} {
+		if _, _, err := admin.AddChannelMember(ch.Id, e.UserID(t, admin, u)); err != nil {
+			t.Fatalf("adding %s to %s: %v", u, name, err)
+		}
+	}
+	t.Cleanup(func() { _, _ = admin.DeleteChannel(ch.Id) })
+	return ch
+}
+
+// Restart restarts the Mattermost server and waits until it answers.
+func (e *Env) Restart(t testing.TB) {
+	t.Helper()
+	if e.restart == "" {
+		t.Fatal("SUMMONER_IT_MM_RESTART is not set")
+	}
+	out, err := exec.Command("bash", "-c", e.restart).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restarting Mattermost: %v\n%s", err, out)
+	}
+}
+
+// Post posts text as c in channel (in thread root if not "").
+func Post(t testing.TB, c *model.Client4, channelID, root, text string) *model.Post {
+	t.Helper()
+	p, _, err := c.CreatePost(&model.Post{ChannelId: channelID, RootId: root, Message: text})
+	if err != nil {
+		t.Fatalf("posting %q: %v", text, err)
+	}
+	return p
+}
+
+// Replies lists the bot's replies to post, oldest first.
+func Replies(t testing.TB, c *model.Client4, post *model.Post) []*model.Post {
+	t.Helper()
+	root := post.RootId
+	if root == "" {
+		root = post.Id
+	}
+	list, _, err := c.GetPostThread(root, "", false)
+	if err != nil {
+		t.Fatalf("reading the thread of %s: %v", post.Id, err)
+	}
+	var out []*model.Post
+	list.SortByCreateAt()
+	for i := len(list.Order) - 1; i >= 0; i-- {
+		p := list.Posts[list.Order[i]]
+		if p.GetProp(ReplyProp) == post.Id {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// WaitReply waits for the bot's first reply to post and returns it.
+func WaitReply(t testing.TB, c *model.Client4, post *model.Post, timeout time.Duration) *model.Post {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if rs := Replies(t, c, post); len(rs) > 0 {
+			return rs[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reply to %q within %v", post.Message, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// WaitEdited waits until the post's text satisfies ok, and returns it.
+func WaitEdited(t testing.TB, c *model.Client4, id string, timeout time.Duration, ok func(string) bool) *model.Post {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		p, _, err := c.GetPost(id, "")
+		if err == nil && ok(p.Message) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("post %s did not reach the expected text within %v (last: %v)", id, timeout, p)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
