@@ -270,3 +270,10 @@ func TestSecretNeverPrints(t *testing.T) {
 		}
 	}
 }
+
+func TestExampleConfigLoads(t *testing.T) {
+	_, err := Load("../config.example.yml", envOf(map[string]string{"SUMMONER_BOT_TOKEN": token}), ForRun)
+	if err != nil {
+		t.Fatalf("config.example.yml: %v", err)
+	}
+}
