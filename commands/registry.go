@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/summoner-bot/summoner/internal/fuzzy"
 )
 
 // Level is how much a user may do. Higher levels include the lower ones.
@@ -105,7 +107,7 @@ func (r *Registry) Suggest(name string) []string {
 	name = strings.ToLower(name)
 	best, bestD := []string(nil), 3
 	for _, n := range r.names {
-		d := distance(name, n)
+		d := fuzzy.Distance(name, n)
 		if d > len(n)/2 && !strings.HasPrefix(n, name) {
 			continue // too far to be a typo of n
 		}

@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -81,7 +83,7 @@ func Defaults() Config {
 		},
 		Chat: Chat{
 			MaxCommandAge: Duration(10 * time.Minute),
-			StateFile:     "/var/lib/summoner/chat-state.json",
+			StateFile:     defaultStateFile(),
 			Workers:       8,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:8079"},
@@ -120,3 +122,14 @@ type Duration time.Duration
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// defaultStateFile is under /var/lib for root (a service), else in the
+// user's state folder, so `summoner run` works unprivileged too.
+func defaultStateFile() string {
+	if os.Geteuid() != 0 {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, ".local", "state", "summoner", "chat-state.json")
+		}
+	}
+	return "/var/lib/summoner/chat-state.json"
+}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/template"
 	"gopkg.in/yaml.v3"
+
+	"github.com/summoner-bot/summoner/internal/fuzzy"
 )
 
 // Problem is one thing wrong with the configuration, with where it is.
@@ -269,7 +271,7 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 func suggestKey(k string, fields map[string]reflect.StructField) string {
 	best, bestD := "", 3
 	for name := range fields {
-		if d := editDistance(k, name); d < bestD || (d == bestD && name < best) {
+		if d := fuzzy.Distance(k, name); d < bestD || (d == bestD && name < best) {
 			best, bestD = name, d
 		}
 	}
@@ -277,26 +279,6 @@ func suggestKey(k string, fields map[string]reflect.StructField) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // envName is the variable that overrides a key: SUMMONER_CHAT_URL for

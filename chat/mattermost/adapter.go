@@ -55,6 +55,7 @@ type Adapter struct {
 
 	connected atomic.Bool
 	sessions  atomic.Int64 // websocket sessions that reached "hello"
+	pending   atomic.Int64 // counter for pending post IDs
 	me        atomic.Pointer[model.User]
 	state     *cursors
 	seen      seenSet

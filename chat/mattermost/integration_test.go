@@ -29,13 +29,15 @@ type bot struct {
 	rt      *commands.Router
 	skew    atomic.Int64 // added to the router's clock, to expire codes
 	wiped   atomic.Int32
+	holding atomic.Bool
+	release chan struct{}
 	stop    func()
 	onReply func(m chat.Message, sending time.Time)
 }
 
 func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*mattermost.Options)) *bot {
 	t.Helper()
-	b := &bot{}
+	b := &bot{release: make(chan struct{})}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	o := mattermost.Options{
 		URL: e.URL, Token: e.BotToken, Team: e.Team, StateFile: state, Logger: logger,
@@ -69,6 +71,15 @@ func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*mattermos
 		commands.Definition{Name: "huge", Summary: "a reply too long for posts",
 			Run: func(context.Context, *commands.Request) (string, error) {
 				return strings.Repeat("line of output from a very chatty command\n", 5000), nil // 210,000 runes
+			}},
+		commands.Definition{Name: "hold", Summary: "waits until the test releases it",
+			Run: func(ctx context.Context, r *commands.Request) (string, error) {
+				b.holding.Store(true)
+				select {
+				case <-b.release:
+				case <-ctx.Done():
+				}
+				return "released", nil
 			}},
 		commands.Definition{Name: "work", Summary: "shows progress",
 			Run: func(ctx context.Context, r *commands.Request) (string, error) {
@@ -375,5 +386,32 @@ func TestWrongTokenIsUnauthorized(t *testing.T) {
 	}
 	if _, err := a.Login(context.Background()); !errors.Is(err, mattermost.ErrUnauthorized) {
 		t.Fatalf("Login = %v, want ErrUnauthorized", err)
+	}
+}
+
+func TestReplyOutlivesServerRestart(t *testing.T) {
+	e := mmtest.FromEnv(t)
+	ch := e.NewChannel(t)
+	b := startBot(t, e, filepath.Join(t.TempDir(), "state.json"))
+	member := e.Client(t, e.Member)
+	p := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" hold")
+	waitFor(t, "the command to start", b.holding.Load)
+	// Stop the server while the command runs, and finish the command
+	// while it is down: the reply must still arrive, once.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.Restart(t)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	close(b.release)
+	<-done
+	member = e.Client(t, e.Member)
+	if r := mmtest.WaitReply(t, member, p, wait); r.Message != "released" {
+		t.Fatalf("reply %q", r.Message)
+	}
+	time.Sleep(time.Second) // room for a duplicate to show up, if there were one
+	if rs := mmtest.Replies(t, member, p); len(rs) != 1 {
+		t.Fatalf("%d replies, want 1", len(rs))
 	}
 }

@@ -42,11 +42,17 @@ func (a *Adapter) post(ctx context.Context, to chat.Destination, replyTo, text s
 	}
 	var first chat.PostRef
 	for i, part := range parts {
-		p := &model.Post{ChannelId: to.ChannelID, RootId: to.ThreadID, Message: part}
+		p := &model.Post{ChannelId: to.ChannelID, RootId: to.ThreadID, Message: part, PendingPostId: a.pendingID()}
 		if replyTo != "" {
 			p.SetProps(model.StringInterface{replyProp: replyTo})
 		}
-		created, err := a.api.createPost(ctx, p)
+		var created *model.Post
+		err := retry(ctx, func() (err error) {
+			// The same pending ID on every try lets the server drop a
+			// duplicate if an earlier try did land.
+			created, err = a.api.createPost(ctx, p)
+			return err
+		})
 		if err != nil {
 			return first, fmt.Errorf("posting part %d of %d: %w", i+1, len(parts), err)
 		}
@@ -79,7 +85,7 @@ func (a *Adapter) postAsFile(ctx context.Context, to chat.Destination, replyTo, 
 // cut there with a note, and posted in full in the post's thread.
 func (a *Adapter) Update(ctx context.Context, ref chat.PostRef, text string) error {
 	if utf8.RuneCountInString(text) <= maxRunes {
-		if err := a.api.patchPost(ctx, ref.ID, text); err != nil {
+		if err := retry(ctx, func() error { return a.api.patchPost(ctx, ref.ID, text) }); err != nil {
 			return fmt.Errorf("editing post %s: %w", ref.ID, err)
 		}
 		return nil
@@ -149,4 +155,15 @@ func split(text string, limit int) []string {
 		parts = append(parts, strings.TrimRight(s, "\n"))
 	}
 	return parts
+}
+
+// pendingID is a client-side post ID in the form the web app uses
+// ("<user id>:<unix ms>"), plus a counter so two posts in one millisecond
+// differ.
+func (a *Adapter) pendingID() string {
+	id := "summoner"
+	if me := a.me.Load(); me != nil {
+		id = me.Id
+	}
+	return fmt.Sprintf("%s:%d%03d", id, time.Now().UnixMilli(), a.pending.Add(1)%1000)
 }

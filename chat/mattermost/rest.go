@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/mattermost/mattermost-server/v6/model"
 )
@@ -175,4 +176,38 @@ func (a *api) uploadFile(ctx context.Context, channelID, name string, data []byt
 		return "", fmt.Errorf("uploading %s: the server returned %d files", name, len(out.FileInfos))
 	}
 	return out.FileInfos[0].Id, nil
+}
+
+// transient tells whether a failed call may work if tried again: the
+// server was unreachable or answered 5xx. A refusal (4xx) will not change.
+func transient(err error) bool {
+	var ae *APIError
+	switch {
+	case err == nil, errors.Is(err, ErrUnauthorized), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	case errors.As(err, &ae):
+		return ae.Status >= 500 || ae.Status == http.StatusTooManyRequests
+	}
+	return true
+}
+
+// retryFor is how long a reply is retried while the server is away (a
+// restart), so a command's answer is not lost.
+const retryFor = 90 * time.Second
+
+// retry calls f until it succeeds, fails for good, or retryFor passes.
+func retry(ctx context.Context, f func() error) error {
+	b := Backoff{Min: 250 * time.Millisecond, Max: 10 * time.Second}
+	deadline := time.Now().Add(retryFor)
+	for n := 0; ; n++ {
+		err := f()
+		if !transient(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(b.Delay(n)):
+		}
+	}
 }

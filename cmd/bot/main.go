@@ -131,7 +131,7 @@ func parseArgs(args []string, env config.Env) (*invocation, error) {
 func (inv *invocation) exec(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, env config.Env) error {
 	switch {
 	case inv.help:
-		return printUsage(ctx, stdout)
+		return printUsage(stdout)
 	case inv.command == "run":
 		if len(inv.args) > 0 {
 			return &usageError{msg: "run takes no arguments, only --config FILE"}
@@ -146,13 +146,13 @@ func (inv *invocation) exec(ctx context.Context, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return err
 		}
-		return runShell(ctx, cfg, stdin, stdout, stderr, env)
+		return runShell(ctx, cfg, stdin, stdout, stderr)
 	}
 	cfg, err := loadConfig(inv.configPath, env, config.ForShell)
 	if err != nil {
 		return err
 	}
-	return runOnce(ctx, cfg, inv.command, inv.args, stdout, stderr, env)
+	return runOnce(ctx, cfg, inv.command, inv.args, stdin, stdout, stderr)
 }
 
 // loadConfig loads the named file, or the default file if it exists, or
@@ -166,7 +166,7 @@ func loadConfig(path string, env config.Env, purpose config.Purpose) (config.Con
 	return config.Load(path, env, purpose)
 }
 
-func printUsage(ctx context.Context, w io.Writer) error {
+func printUsage(w io.Writer) error {
 	fmt.Fprintf(w, `Summoner %s: run your team's self-hosted apps from chat.
 
 Usage:
@@ -185,7 +185,6 @@ variables override the file (SUMMONER_CHAT_URL, SUMMONER_CHAT_TOKEN, ...).
 	for _, d := range rt.Registry().All() {
 		fmt.Fprintf(w, "  %-22s %s\n", d.Usage(), d.Summary)
 	}
-	_ = ctx
 	return nil
 }
 

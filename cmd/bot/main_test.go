@@ -336,3 +336,17 @@ func TestDaemonAnswersOnceAcrossRestarts(t *testing.T) {
 		t.Fatalf("%d start-up notices in ~%s, want 3", ups, e.OpsChannel)
 	}
 }
+
+func TestUnwritableStateFileIsAConfigProblem(t *testing.T) {
+	blocker := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := summoner(t, []string{
+		"SUMMONER_CHAT_URL=http://127.0.0.1:1", "SUMMONER_CHAT_TOKEN=" + secretToken,
+		"SUMMONER_CHAT_STATE_FILE=" + filepath.Join(blocker, "state.json"),
+	}, "", "run")
+	if code != 2 || !strings.Contains(stderr, "chat.state_file: cannot create ") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}

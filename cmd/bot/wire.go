@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -97,7 +98,7 @@ func asAdmin(o *commands.Options) {
 	o.LevelOf = func(chat.User) commands.Level { return commands.Admin }
 }
 
-func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, stderr io.Writer, env config.Env) error {
+func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr, true)
 	sh := &shell.Shell{In: stdin, Out: stdout, User: localUser()}
 	if isTerminal(stdin) {
@@ -113,7 +114,7 @@ func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, s
 
 // runOnce runs one chat command from the terminal. A command that asks for
 // confirmation reads the answer from stdin.
-func runOnce(ctx context.Context, cfg config.Config, name string, args []string, stdout, stderr io.Writer, env config.Env) error {
+func runOnce(ctx context.Context, cfg config.Config, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr, true)
 	sh := &shell.Shell{Out: stdout, User: localUser()}
 	rt, _, err := newRouter(cfg, sh, log, asAdmin)
@@ -125,7 +126,7 @@ func runOnce(ctx context.Context, cfg config.Config, name string, args []string,
 	msg := chat.Message{ID: "cli", Text: text, User: sh.User, Channel: shell.Channel, At: now, Received: now}
 	out := rt.Execute(ctx, msg)
 	if out == commands.Pending {
-		answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		answer, _ := bufio.NewReader(stdin).ReadString('\n')
 		answer = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(answer), "confirm"))
 		if answer == "" {
 			fmt.Fprintln(stdout, "Not confirmed; nothing was done.")
@@ -167,6 +168,9 @@ func isTerminal(r io.Reader) bool {
 
 func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr, false)
+	if err := checkWritable(cfg.Chat.StateFile); err != nil {
+		return &configError{msg: "chat.state_file: " + err.Error()}
+	}
 	mm, err := mattermost.New(mattermost.Options{
 		URL: cfg.Chat.URL, Token: cfg.Chat.Token.Reveal(), Team: cfg.Chat.Team, Prefix: cfg.Chat.Prefix,
 		MaxAge: cfg.Chat.MaxCommandAge.D(), StateFile: cfg.Chat.StateFile, Workers: cfg.Chat.Workers,
@@ -267,4 +271,20 @@ func healthHandler(mm *mattermost.Adapter) http.Handler {
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	return mux
+}
+
+// checkWritable makes sure the state file can be written before the bot
+// answers anything: without it, it could not tell after a restart what it
+// already answered.
+func checkWritable(path string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create %s: %w", dir, errors.Unwrap(err))
+	}
+	f, err := os.CreateTemp(dir, ".summoner-probe-*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, errors.Unwrap(err))
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
