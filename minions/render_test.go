@@ -1,0 +1,171 @@
+package minions
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// renderFixed renders m with fixed settings, so the output is stable.
+func renderFixed(t *testing.T, m *Minion, mirror Mirror) *Plan {
+	t.Helper()
+	o := RenderOptions{
+		Domain: "example.com", VSRoot: "/srv/summoner/volumes", DBSRoot: "/srv/summoner/databases",
+		Settings: map[string]string{}, Secrets: map[string]string{}, Mirror: mirror,
+	}
+	for _, s := range m.Settings {
+		switch {
+		case s.Generate:
+			o.Secrets[s.Name] = "generated-" + strings.ToLower(s.Name)
+		case s.Required:
+			o.Settings[s.Name] = "given-" + strings.ToLower(s.Name)
+		}
+	}
+	p, err := Render(context.Background(), m, o)
+	if err != nil {
+		t.Fatalf("render %s: %v", m.Name, err)
+	}
+	return p
+}
+
+// golden is the plan as a person reviews it.
+func golden(p *Plan) string {
+	type svc struct {
+		Service     string            `yaml:"service"`
+		Role        string            `yaml:"role"`
+		Container   string            `yaml:"container"`
+		Image       string            `yaml:"image"`
+		Pull        string            `yaml:"pull"`
+		DependsOn   map[string]string `yaml:"depends_on,omitempty"`
+		Command     []string          `yaml:"command,omitempty"`
+		Entrypoint  []string          `yaml:"entrypoint,omitempty"`
+		Env         []string          `yaml:"env,omitempty"`
+		Binds       []string          `yaml:"binds,omitempty"`
+		Ports       []string          `yaml:"ports,omitempty"`
+		Healthcheck []string          `yaml:"healthcheck,omitempty"`
+		Restart     string            `yaml:"restart"`
+		Labels      map[string]string `yaml:"labels"`
+	}
+	out := struct {
+		Minion   string `yaml:"minion"`
+		Version  string `yaml:"version"`
+		URL      string `yaml:"url"`
+		HostPort string `yaml:"host_port,omitempty"`
+		Network  string `yaml:"network"`
+		Services []svc  `yaml:"services"`
+	}{p.Minion.Name, p.Version, p.URL, p.HostPort, p.Network, nil}
+	for _, s := range p.Services {
+		var ports []string
+		for port, bs := range s.Host.PortBindings {
+			for _, b := range bs {
+				ports = append(ports, fmt.Sprintf("%s:%s->%s", b.HostIP, b.HostPort, port))
+			}
+		}
+		sort.Strings(ports)
+		var hc []string
+		if s.Config.Healthcheck != nil {
+			hc = s.Config.Healthcheck.Test
+		}
+		out.Services = append(out.Services, svc{
+			Service: s.Service, Role: s.Role, Container: s.Container, Image: s.Image, Pull: s.Pull,
+			DependsOn: s.DependsOn, Command: s.Config.Cmd, Entrypoint: s.Config.Entrypoint, Env: s.Config.Env,
+			Binds: s.Host.Binds, Ports: ports, Healthcheck: hc, Restart: string(s.Host.RestartPolicy.Name),
+			Labels: s.Config.Labels,
+		})
+	}
+	b, _ := yaml.Marshal(out)
+	return string(b)
+}
+
+func TestCatalogRendersAndMatchesGolden(t *testing.T) {
+	c, err := LoadCatalog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.All() {
+		t.Run(m.Name, func(t *testing.T) {
+			p := renderFixed(t, m, Mirror{})
+			got := golden(p)
+			if strings.Contains(got, "${") || strings.Contains(got, "$$") {
+				t.Errorf("unresolved variable in the rendered plan:\n%s", got)
+			}
+			domain := "example.com"
+			roles := map[string]int{}
+			for _, s := range p.Services {
+				roles[s.Role]++
+				want := s.Service + "-" + m.Name + "-" + domain
+				switch s.Role {
+				case RoleWeb:
+					want = m.Name + "-" + domain
+				case RoleDB:
+					want = m.Database.Kind + "-" + m.Name + "-" + domain
+				}
+				if s.Container != want {
+					t.Errorf("service %s is named %s, want %s", s.Service, s.Container, want)
+				}
+				for _, b := range s.Host.Binds {
+					if !strings.HasPrefix(b, "/srv/summoner/volumes/"+m.Name+"/") && !strings.HasPrefix(b, "/srv/summoner/databases/"+m.Name+"/") {
+						t.Errorf("service %s keeps data outside the minion's folders: %s", s.Service, b)
+					}
+				}
+				if s.Config.Labels[LabelMinion] != m.Name || s.Config.Labels[labelProject] != m.Name {
+					t.Errorf("service %s lacks its labels: %v", s.Service, s.Config.Labels)
+				}
+			}
+			if roles[RoleWeb] != 1 || (m.Database != nil) != (roles[RoleDB] == 1) {
+				t.Errorf("roles %v", roles)
+			}
+			if p.URL != "https://"+m.Subdomain+"."+domain {
+				t.Errorf("URL %s", p.URL)
+			}
+			path := filepath.Join("testdata", "golden", m.Name+".yml")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("no golden file (run go test ./minions -update): %v", err)
+			}
+			if got != string(want) {
+				t.Errorf("rendered plan differs from %s (run go test ./minions -update and review the diff):\n%s", path, got)
+			}
+		})
+	}
+}
+
+func TestMirror(t *testing.T) {
+	tests := []struct {
+		mirror Mirror
+		image  string
+		want   string
+	}{
+		{Mirror{}, "postgres:15.10", "postgres:15.10"},
+		{Mirror{Registry: "127.0.0.1:5000"}, "postgres:15.10", "127.0.0.1:5000/library/postgres:15.10"},
+		{Mirror{Registry: "127.0.0.1:5000"}, "wekanteam/wekan:v7.61", "127.0.0.1:5000/wekanteam/wekan:v7.61"},
+		{Mirror{Registry: "mirror.example.com/"}, "docker.elastic.co/elasticsearch/elasticsearch:8.15.2", "mirror.example.com/elasticsearch/elasticsearch:8.15.2"},
+		{Mirror{Registry: "m.example", Images: map[string]string{"wekanteam/wekan": "registry.example.com/wekan"}}, "wekanteam/wekan:v7.61", "registry.example.com/wekan:v7.61"},
+		{Mirror{Images: map[string]string{"postgres": "r.example/pg"}}, "postgres:15.10", "r.example/pg:15.10"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.image, func(t *testing.T) {
+			got, err := tt.mirror.Rewrite(tt.image)
+			if err != nil || got != tt.want {
+				t.Fatalf("Rewrite(%s) = %s, %v; want %s", tt.image, got, err, tt.want)
+			}
+		})
+	}
+}
