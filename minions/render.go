@@ -102,9 +102,9 @@ type Plan struct {
 type ServicePlan struct {
 	Service   string
 	Role      string
-	Container string // container name, from the seed's scheme
-	Image     string // as the minion names it
-	Pull      string // what to pull (through the mirror)
+	Container string            // container name, from the seed's scheme
+	Image     string            // as the minion names it
+	Pull      string            // what to pull (through the mirror)
 	DependsOn map[string]string // service -> condition (service_started, service_healthy)
 	Config    *container.Config
 	Host      *container.HostConfig
@@ -376,14 +376,14 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 		cfg.Healthcheck = healthConfig(hc)
 	}
 	host := &container.HostConfig{
-		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyMode(orDefault(s.Restart, "unless-stopped"))},
-		CapAdd:        s.CapAdd,
-		CapDrop:       s.CapDrop,
-		ShmSize:       int64(s.ShmSize),
-		ExtraHosts:    s.ExtraHosts.AsList(":"),
-		Sysctls:       s.Sysctls,
+		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyMode(orDefault(s.Restart, "unless-stopped"))},
+		CapAdd:         s.CapAdd,
+		CapDrop:        s.CapDrop,
+		ShmSize:        int64(s.ShmSize),
+		ExtraHosts:     s.ExtraHosts.AsList(":"),
+		Sysctls:        s.Sysctls,
 		ReadonlyRootfs: s.ReadOnly,
-		Init:          s.Init,
+		Init:           s.Init,
 	}
 	if host.RestartPolicy.Name == "no" {
 		host.RestartPolicy.Name = container.RestartPolicyDisabled
