@@ -12,3 +12,10 @@ func (e *UserError) Error() string { return e.msg }
 func Errorf(format string, args ...any) error {
 	return &UserError{msg: fmt.Sprintf(format, args...)}
 }
+
+// userMessage is implemented by domain errors written for users (a
+// minions.Error, say); they are shown like a UserError, without the
+// domain package having to know about this one.
+type userMessage interface {
+	UserMessage() string
+}

@@ -41,6 +41,7 @@ type Definition struct {
 	Mutating bool
 	// Confirm, when set, makes the command destructive: it returns what the
 	// command is about to do, and the user must answer "confirm <code>".
+	// Returning "" means this run needs no confirmation (a flag decides).
 	Confirm func(r *Request) (string, error)
 	// Run does the work and returns the reply. A *UserError is shown as is.
 	Run func(ctx context.Context, r *Request) (string, error)

@@ -141,10 +141,12 @@ func (rt *Router) run(ctx context.Context, r *Request, confirmed bool) Outcome {
 		if err != nil {
 			return r.finish(ctx, "", err)
 		}
-		code := rt.confirms.add(r, rt.o.Now().Add(rt.o.ConfirmTTL))
-		r.finish(ctx, fmt.Sprintf("%s\nTo go ahead, answer `confirm %s` within %s. Only you can confirm it, once.",
-			what, code, humanDuration(rt.o.ConfirmTTL)), nil)
-		return Pending
+		if what != "" {
+			code := rt.confirms.add(r, rt.o.Now().Add(rt.o.ConfirmTTL))
+			r.finish(ctx, fmt.Sprintf("%s\nTo go ahead, answer `confirm %s` within %s. Only you can confirm it, once.",
+				what, code, humanDuration(rt.o.ConfirmTTL)), nil)
+			return Pending
+		}
 	}
 	text, err := rt.guard(func() (string, error) { return def.Run(ctx, r) })
 	return r.finish(ctx, text, err)
@@ -236,12 +238,20 @@ func (r *Request) Progress(ctx context.Context, text string) {
 // one) and classifies the result.
 func (r *Request) finish(ctx context.Context, text string, err error) Outcome {
 	out := OK
-	var ue *UserError
+	var (
+		ue *UserError
+		um userMessage
+	)
 	switch {
 	case errors.Is(err, errAlreadyReplied):
 		return r.inner
 	case errors.As(err, &ue):
 		text, out = ue.Error(), Failed
+	case errors.As(err, &um):
+		text, out = um.UserMessage(), Failed
+		if cause := errors.Unwrap(err); cause != nil {
+			r.router.log.Info("command failed", "command", r.commandName(), "user", r.Message.User.Username, "err", cause)
+		}
 	case err != nil:
 		ref := newRef()
 		r.router.log.Error("command failed", "ref", ref, "command", r.commandName(), "user", r.Message.User.Username, "err", err)

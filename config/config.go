@@ -65,8 +65,24 @@ type Log struct {
 	Format string `yaml:"format"` // text or json
 }
 
-// Docker is reserved for the minions' engine settings.
-type Docker struct{}
+// Docker is where and how minions run.
+type Docker struct {
+	// Host is the Docker daemon; "" uses DOCKER_HOST or the local socket.
+	Host string `yaml:"host"`
+	// RegistryMirror serves every image: wekanteam/wekan:X is pulled as
+	// <mirror>/wekanteam/wekan:X (for private or air-gapped installs).
+	RegistryMirror string `yaml:"registry_mirror"`
+	// ImageMirrors replaces single repositories, e.g.
+	// "wekanteam/wekan": "registry.example.com/wekan".
+	ImageMirrors map[string]string `yaml:"image_mirrors"`
+	// MinionsDir holds your own minions (a folder each, with compose.yml
+	// and minion.yml); they add to or replace the built-in ones.
+	MinionsDir string `yaml:"minions_dir"`
+	// StateDir keeps generated secrets and settings per minion (mode 0600).
+	StateDir string `yaml:"state_dir"`
+	// HealthTimeout, when set, replaces the minions' own wait for health.
+	HealthTimeout Duration `yaml:"health_timeout"`
+}
 
 // Backups is reserved for the backup repository settings.
 type Backups struct{}
@@ -86,8 +102,9 @@ func Defaults() Config {
 			StateFile:     defaultStateFile(),
 			Workers:       8,
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8079"},
-		Log:  Log{Level: "info", Format: "text"},
+		HTTP:   HTTP{Listen: "127.0.0.1:8079"},
+		Docker: Docker{StateDir: defaultStateDir()},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -122,6 +139,11 @@ type Duration time.Duration
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// defaultStateDir keeps minion state beside the chat state.
+func defaultStateDir() string {
+	return filepath.Join(filepath.Dir(filepath.Dir(defaultStateFile())), "summoner", "minions")
+}
 
 // defaultStateFile is under /var/lib for root (a service), else in the
 // user's state folder, so `summoner run` works unprivileged too.

@@ -75,6 +75,15 @@ func (l *loader) validate(c *Config, purpose Purpose) {
 			l.add("permissions.mutating_channels", "%q is not a channel handle", n)
 		}
 	}
+	if d := c.Docker; d.RegistryMirror != "" && strings.Contains(d.RegistryMirror, "://") {
+		l.add("docker.registry_mirror", "%q should be a registry host like registry.example.com:5000, without http://", d.RegistryMirror)
+	}
+	if c.Docker.MinionsDir != "" && !strings.HasPrefix(c.Docker.MinionsDir, "/") {
+		l.add("docker.minions_dir", "%q should be an absolute path", c.Docker.MinionsDir)
+	}
+	if !strings.HasPrefix(c.Docker.StateDir, "/") {
+		l.add("docker.state_dir", "%q should be an absolute path", c.Docker.StateDir)
+	}
 	if c.HTTP.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
 			l.add("http.listen", "%q is not an address like 127.0.0.1:8079", c.HTTP.Listen)

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/docker/client"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/summoner-bot/summoner/chat"
@@ -24,6 +25,7 @@ import (
 	"github.com/summoner-bot/summoner/chat/shell"
 	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/config"
+	"github.com/summoner-bot/summoner/minions"
 )
 
 func newLogger(c config.Log, w io.Writer, quiet bool) *slog.Logger {
@@ -40,13 +42,13 @@ func newLogger(c config.Log, w io.Writer, quiet bool) *slog.Logger {
 
 // newRouter builds the command tree every front end shares. levelOf may be
 // nil to use the configured permissions.
-func newRouter(cfg config.Config, poster chat.Poster, log *slog.Logger, opts ...func(*commands.Options)) (*commands.Router, *commands.Registry, error) {
-	reg, err := commands.NewRegistry()
-	if err != nil {
-		return nil, nil, err
-	}
+func newRouter(cfg config.Config, poster chat.Poster, engine *minions.Engine, log *slog.Logger, opts ...func(*commands.Options)) (*commands.Router, *commands.Registry, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	reg, err := commands.NewRegistry(commands.MinionCommands(engine)...)
+	if err != nil {
+		return nil, nil, err
 	}
 	o := commands.Options{
 		Registry:         reg,
@@ -105,7 +107,11 @@ func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, s
 		sh.Prompt = "summoner> "
 		fmt.Fprintf(stdout, "Summoner %s. Type `help` for the commands, `exit` to leave.\n", versionString())
 	}
-	rt, _, err := newRouter(cfg, sh, log, asAdmin)
+	engine, err := newEngine(cfg, log.With("component", "minions"))
+	if err != nil {
+		return err
+	}
+	rt, _, err := newRouter(cfg, sh, engine, log, asAdmin)
 	if err != nil {
 		return err
 	}
@@ -117,7 +123,11 @@ func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, s
 func runOnce(ctx context.Context, cfg config.Config, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr, true)
 	sh := &shell.Shell{Out: stdout, User: localUser()}
-	rt, _, err := newRouter(cfg, sh, log, asAdmin)
+	engine, err := newEngine(cfg, log.With("component", "minions"))
+	if err != nil {
+		return err
+	}
+	rt, _, err := newRouter(cfg, sh, engine, log, asAdmin)
 	if err != nil {
 		return err
 	}
@@ -182,7 +192,11 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err := checkLogin(ctx, mm, cfg, log); err != nil {
 		return err
 	}
-	rt, _, err := newRouter(cfg, mm, log.With("component", "commands"))
+	engine, err := newEngine(cfg, log.With("component", "minions"))
+	if err != nil {
+		return err
+	}
+	rt, _, err := newRouter(cfg, mm, engine, log.With("component", "commands"))
 	if err != nil {
 		return err
 	}
@@ -213,14 +227,19 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 			return srv.Shutdown(sctx)
 		})
 	}
-	if ch := cfg.Chat.OpsChannel; ch != "" {
-		g.Go(func() error {
-			if _, err := mm.PostToChannel(gctx, ch, fmt.Sprintf("Summoner %s is up.", versionString())); err != nil && gctx.Err() == nil {
-				log.Warn("cannot post to the ops channel", "channel", ch, "err", err)
-			}
-			return nil
-		})
+	ops := func(ctx context.Context, text string) {
+		if cfg.Chat.OpsChannel == "" {
+			return
+		}
+		if _, err := mm.PostToChannel(ctx, cfg.Chat.OpsChannel, text); err != nil && ctx.Err() == nil {
+			log.Warn("cannot post to the ops channel", "channel", cfg.Chat.OpsChannel, "err", err)
+		}
 	}
+	g.Go(func() error {
+		ops(gctx, fmt.Sprintf("Summoner %s is up.", versionString()))
+		summonApplications(gctx, engine, cfg.Summoner.Applications, log, ops)
+		return nil
+	})
 	err = g.Wait()
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		log.Info("stopped")
@@ -287,4 +306,62 @@ func checkWritable(path string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// newEngine builds the minion engine. The Docker client connects lazily, so
+// a daemon that is down shows up as a clear reply to the first command that
+// needs it, not as a bot that will not start.
+func newEngine(cfg config.Config, log *slog.Logger) (*minions.Engine, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cat, err := minions.LoadCatalog(cfg.Docker.MinionsDir)
+	if err != nil {
+		return nil, &configError{msg: "docker.minions_dir: " + err.Error()}
+	}
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if cfg.Docker.Host != "" {
+		opts = append(opts, client.WithHost(cfg.Docker.Host))
+	}
+	dc, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, &configError{msg: "docker.host: " + err.Error()}
+	}
+	return minions.NewEngine(dc, cat, minions.EngineOptions{
+		Domain: cfg.Summoner.Domain, VSRoot: cfg.Summoner.VSRoot, DBSRoot: cfg.Summoner.DBSRoot,
+		Mirror:        minions.Mirror{Registry: cfg.Docker.RegistryMirror, Images: cfg.Docker.ImageMirrors},
+		State:         &minions.StateStore{Dir: cfg.Docker.StateDir},
+		HealthTimeout: cfg.Docker.HealthTimeout.D(),
+		Logger:        log,
+	}), nil
+}
+
+// summonApplications brings up the minions the config lists, one after the
+// other, and reports each result to the ops channel; a failure is reported
+// and the others still come up.
+func summonApplications(ctx context.Context, engine *minions.Engine, apps []string, log *slog.Logger, report func(context.Context, string)) {
+	for _, app := range apps {
+		res, err := engine.Summon(ctx, app, "", nil, nil)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Error("summoning an application at start-up", "minion", app, "err", err)
+			report(ctx, fmt.Sprintf("I could not summon %s at start-up: %s", app, userText(err)))
+		case res.Unchanged:
+			log.Info("application already up", "minion", app)
+		default:
+			report(ctx, fmt.Sprintf("Summoned %s %s at start-up: %s", app, res.Version, res.URL))
+		}
+	}
+}
+
+// userText is an error's message if it was written for users, else a
+// pointer to the log.
+func userText(err error) string {
+	var um interface{ UserMessage() string }
+	if errors.As(err, &um) {
+		return um.UserMessage()
+	}
+	return "an internal error; the details are in the bot's log"
 }

@@ -1,0 +1,340 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/summoner-bot/summoner/minions"
+)
+
+// MinionEngine is what the minion commands need from minions.Engine.
+type MinionEngine interface {
+	Catalog() *minions.Catalog
+	Summon(ctx context.Context, name, version string, settings map[string]string, progress minions.Progress) (*minions.Result, error)
+	Update(ctx context.Context, name, version string, progress minions.Progress) (*minions.Result, error)
+	Status(ctx context.Context, name string) ([]minions.MinionStatus, error)
+	Logs(ctx context.Context, name, service string, tail int) (string, error)
+	Restart(ctx context.Context, name string) error
+	Stop(ctx context.Context, name string) error
+	Start(ctx context.Context, name string) error
+	Banish(ctx context.Context, name string, purge bool) error
+	Versions(ctx context.Context, name string) ([]string, string, error)
+}
+
+// MinionCommands are the commands that summon and manage minions.
+func MinionCommands(e MinionEngine) []Definition {
+	progress := func(ctx context.Context, r *Request) minions.Progress {
+		return func(step string) { r.Progress(ctx, step) }
+	}
+	one := func(r *Request, usage string) (string, error) {
+		pos, _, err := Flags(r.Args, nil)
+		if err != nil {
+			return "", err
+		}
+		if len(pos) != 1 {
+			return "", Errorf("Usage: `%s`", usage)
+		}
+		return strings.ToLower(pos[0]), nil
+	}
+	simple := func(name, summary, done string, f func(context.Context, string) error) Definition {
+		return Definition{
+			Name: name, Args: "<minion>", Summary: summary, Level: Operator, Mutating: true,
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				m, err := one(r, name+" <minion>")
+				if err != nil {
+					return "", err
+				}
+				if err := f(ctx, m); err != nil {
+					return "", err
+				}
+				return fmt.Sprintf(done, m), nil
+			},
+		}
+	}
+	return []Definition{
+		{
+			Name: "catalog", Summary: "list the minions I can summon",
+			Run: func(context.Context, *Request) (string, error) { return renderCatalog(e.Catalog()), nil },
+		},
+		{
+			Name: "summon", Args: "<minion> [version] [KEY=value…]", Summary: "bring a minion up (or update its settings)",
+			Help:  "Deploys the minion with its database, keeps its data under the configured folders and tells you its address. Settings you give are remembered for later summons; summoning a minion that already runs unchanged does nothing. `catalog` lists the minions.",
+			Level: Operator, Mutating: true,
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				name, version, settings, err := summonArgs(r.Args)
+				if err != nil {
+					return "", err
+				}
+				res, err := e.Summon(ctx, name, version, settings, progress(ctx, r))
+				if err != nil {
+					return "", err
+				}
+				return renderSummoned(res), nil
+			},
+		},
+		{
+			Name: "status", Args: "[minion]", Summary: "show what runs: state, health, version, uptime, URL, CPU and memory",
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				pos, _, err := Flags(r.Args, nil)
+				if err != nil {
+					return "", err
+				}
+				if len(pos) > 1 {
+					return "", Errorf("Usage: `status [minion]`")
+				}
+				name := ""
+				if len(pos) == 1 {
+					name = strings.ToLower(pos[0])
+				}
+				st, err := e.Status(ctx, name)
+				if err != nil {
+					return "", err
+				}
+				return renderStatus(st, time.Now()), nil
+			},
+		},
+		{
+			Name: "logs", Args: "<minion> [service] [--tail N]", Summary: "show a minion's last log lines (secrets hidden)",
+			Level: Operator,
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				pos, flags, err := Flags(r.Args, []string{"tail"})
+				if err != nil {
+					return "", err
+				}
+				if len(pos) < 1 || len(pos) > 2 {
+					return "", Errorf("Usage: `logs <minion> [service] [--tail N]`")
+				}
+				tail := 50
+				if v, ok := flags["tail"]; ok {
+					if tail, err = strconv.Atoi(v); err != nil || tail < 1 || tail > 5000 {
+						return "", Errorf("`--tail` takes a number of lines from 1 to 5000.")
+					}
+				}
+				service := ""
+				if len(pos) == 2 {
+					service = pos[1]
+				}
+				out, err := e.Logs(ctx, strings.ToLower(pos[0]), service, tail)
+				if err != nil {
+					return "", err
+				}
+				if strings.TrimSpace(out) == "" {
+					return "No log lines yet.", nil
+				}
+				return "```\n" + strings.TrimRight(strings.ReplaceAll(out, "```", "'''"), "\n") + "\n```", nil
+			},
+		},
+		simple("restart", "restart a minion's containers", "%s restarted.", e.Restart),
+		simple("stop", "stop a minion (containers and data stay)", "%s stopped. `start %[1]s` brings it back.", e.Stop),
+		simple("start", "start a stopped minion", "%s started.", e.Start),
+		{
+			Name: "banish", Args: "<minion> [--purge]", Summary: "remove a minion's containers; --purge deletes its data too",
+			Level: Operator, Mutating: true,
+			Confirm: func(r *Request) (string, error) {
+				pos, flags, err := Flags(r.Args, nil, "purge")
+				if err != nil {
+					return "", err
+				}
+				if len(pos) != 1 {
+					return "", Errorf("Usage: `banish <minion> [--purge]`")
+				}
+				if flags["purge"] == "" {
+					return "", nil
+				}
+				return fmt.Sprintf("⚠️ This deletes every file of %s: its data and its database, for good.", strings.ToLower(pos[0])), nil
+			},
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				pos, flags, err := Flags(r.Args, nil, "purge")
+				if err != nil {
+					return "", err
+				}
+				if len(pos) != 1 {
+					return "", Errorf("Usage: `banish <minion> [--purge]`")
+				}
+				name, purge := strings.ToLower(pos[0]), flags["purge"] != ""
+				if err := e.Banish(ctx, name, purge); err != nil {
+					return "", err
+				}
+				if purge {
+					return fmt.Sprintf("%s is gone, with its data.", name), nil
+				}
+				return fmt.Sprintf("%s is banished; its data stays, and `summon %s` brings it back as it was.", name, name), nil
+			},
+		},
+		{
+			Name: "versions", Args: "<minion>", Summary: "list the published versions of a minion, newest first",
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				name, err := one(r, "versions <minion>")
+				if err != nil {
+					return "", err
+				}
+				vs, current, err := e.Versions(ctx, name)
+				if err != nil {
+					return "", err
+				}
+				return renderVersions(name, vs, current), nil
+			},
+		},
+		{
+			Name: "update", Args: "<minion> [version]", Summary: "move a minion to another version (the newest by default), rolling back if it fails",
+			Level: Operator, Mutating: true,
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				pos, _, err := Flags(r.Args, nil)
+				if err != nil {
+					return "", err
+				}
+				if len(pos) < 1 || len(pos) > 2 {
+					return "", Errorf("Usage: `update <minion> [version]`")
+				}
+				version := ""
+				if len(pos) == 2 {
+					version = pos[1]
+				}
+				res, err := e.Update(ctx, strings.ToLower(pos[0]), version, progress(ctx, r))
+				if err != nil {
+					return "", err
+				}
+				if res.Unchanged {
+					return fmt.Sprintf("%s already runs %s.", res.Minion, res.Version), nil
+				}
+				return fmt.Sprintf("%s now runs %s (was %s): %s. Took %s.", res.Minion, res.Version, res.Previous, where(res), res.Took.Round(time.Second)), nil
+			},
+		},
+	}
+}
+
+func summonArgs(args []string) (name, version string, settings map[string]string, err error) {
+	pos, _, err := Flags(args, nil)
+	if err != nil {
+		return "", "", nil, err
+	}
+	settings = map[string]string{}
+	for _, a := range pos {
+		if k, v, ok := strings.Cut(a, "="); ok {
+			if k == "" {
+				return "", "", nil, Errorf("`%s` has no setting name before =.", a)
+			}
+			settings[strings.ToUpper(k)] = v
+			continue
+		}
+		switch {
+		case name == "":
+			name = strings.ToLower(a)
+		case version == "":
+			version = a
+		default:
+			return "", "", nil, Errorf("Usage: `summon <minion> [version] [KEY=value…]`; I don't know what `%s` is.", a)
+		}
+	}
+	if name == "" {
+		return "", "", nil, Errorf("Usage: `summon <minion> [version] [KEY=value…]`. `catalog` lists the minions.")
+	}
+	return name, version, settings, nil
+}
+
+func where(res *minions.Result) string {
+	s := res.URL
+	if res.HostPort != "" {
+		s += fmt.Sprintf(" (also on port %s of this server)", res.HostPort)
+	}
+	return s
+}
+
+func renderSummoned(res *minions.Result) string {
+	if res.Unchanged {
+		return fmt.Sprintf("%s %s is already up and unchanged: %s. Nothing to do.", res.Minion, res.Version, where(res))
+	}
+	return fmt.Sprintf("%s %s is up: %s. Took %s.", res.Minion, res.Version, where(res), res.Took.Round(100*time.Millisecond))
+}
+
+func renderCatalog(c *minions.Catalog) string {
+	var b strings.Builder
+	b.WriteString("| minion | version | what it is |\n|---|---|---|\n")
+	for _, m := range c.All() {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", m.Name, m.Version, m.Description)
+	}
+	b.WriteString("\n`summon <minion>` brings one up.")
+	return b.String()
+}
+
+func renderStatus(st []minions.MinionStatus, now time.Time) string {
+	if len(st) == 0 {
+		return "No minion is summoned. `catalog` lists what I can summon."
+	}
+	var b strings.Builder
+	for i, m := range st {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "**%s** %s", m.Name, m.Version)
+		if m.URL != "" {
+			fmt.Fprintf(&b, " · %s", m.URL)
+			if m.HostPort != "" {
+				fmt.Fprintf(&b, " · port %s", m.HostPort)
+			}
+		}
+		b.WriteString("\n| service | container | state | health | image | up | CPU | memory |\n|---|---|---|---|---|---|---|---|\n")
+		for _, s := range m.Services {
+			up := "-"
+			if s.State == "running" && !s.Since.IsZero() {
+				up = humanAge(now.Sub(s.Since))
+			}
+			health := s.Health
+			if health == "" {
+				health = "-"
+			}
+			mem := "-"
+			if s.MemBytes > 0 {
+				mem = humanSize(s.MemBytes)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.1f%% | %s |\n", s.Service, s.Container, s.State, health, s.Image, up, s.CPUPercent, mem)
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func renderVersions(name string, vs []string, current string) string {
+	if len(vs) == 0 {
+		return fmt.Sprintf("The registry lists no versions of %s.", name)
+	}
+	const most = 20
+	var b strings.Builder
+	fmt.Fprintf(&b, "Versions of %s, newest first:\n", name)
+	for i, v := range vs {
+		if i == most {
+			fmt.Fprintf(&b, "… and %d older.\n", len(vs)-most)
+			break
+		}
+		mark := ""
+		if v == current {
+			mark = " ← running"
+		}
+		fmt.Fprintf(&b, "- %s%s\n", v, mark)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func humanAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func humanSize(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}

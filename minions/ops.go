@@ -1,0 +1,302 @@
+package minions
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// ServiceStatus is one container of a minion, as `status` shows it.
+type ServiceStatus struct {
+	Service, Role, Container string
+	State                    string // running, exited, restarting, …
+	Health                   string // healthy, unhealthy, starting, or ""
+	Image                    string // image:tag as the minion names it
+	Since                    time.Time
+	CPUPercent               float64
+	MemBytes, MemLimit       uint64
+}
+
+// MinionStatus is a summoned minion.
+type MinionStatus struct {
+	Name, Version, URL, HostPort string
+	Services                     []ServiceStatus
+}
+
+// Status reports on one minion, or on every summoned minion if name is "".
+func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelMinion))
+	if name != "" {
+		m, err := e.minion(name)
+		if err != nil {
+			return nil, err
+		}
+		f = filters.NewArgs(filters.Arg("label", LabelMinion+"="+m.Name))
+	}
+	list, err := e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, explainDocker(err, "listing containers")
+	}
+	byMinion := map[string]*MinionStatus{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, c := range list {
+		mn := c.Labels[LabelMinion]
+		ms := byMinion[mn]
+		if ms == nil {
+			ms = &MinionStatus{Name: mn, Version: c.Labels[LabelVersion]}
+			if m, ok := e.cat.Get(mn); ok {
+				if st, err := e.o.State.Load(mn); err == nil {
+					if p, _, err := e.render(ctx, m, "", st, nil); err == nil {
+						ms.URL, ms.HostPort = p.URL, p.HostPort
+					}
+				}
+			}
+			byMinion[mn] = ms
+		}
+		ss := ServiceStatus{
+			Service: c.Labels[labelService], Role: c.Labels[LabelRole], Container: strings.TrimPrefix(firstOr(c.Names, c.ID), "/"),
+			State: string(c.State), Image: c.Labels[LabelImage],
+		}
+		idx := len(ms.Services)
+		ms.Services = append(ms.Services, ss)
+		wg.Add(1)
+		go func(id string, ms *MinionStatus, idx int) { // inspect and stats take a moment each: do them at once
+			defer wg.Done()
+			s := e.liveStatus(ctx, id)
+			mu.Lock()
+			defer mu.Unlock()
+			cur := &ms.Services[idx]
+			cur.Health, cur.Since, cur.CPUPercent, cur.MemBytes, cur.MemLimit = s.Health, s.Since, s.CPUPercent, s.MemBytes, s.MemLimit
+		}(c.ID, ms, idx)
+	}
+	wg.Wait()
+	if name != "" && len(byMinion) == 0 {
+		return nil, userErr(nil, "%s is not summoned. `summon %s` brings it up.", name, name)
+	}
+	var out []MinionStatus
+	for _, ms := range byMinion {
+		sort.Slice(ms.Services, func(i, j int) bool { return ms.Services[i].Service < ms.Services[j].Service })
+		out = append(out, *ms)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (e *Engine) liveStatus(ctx context.Context, id string) ServiceStatus {
+	var s ServiceStatus
+	c, err := e.docker.ContainerInspect(ctx, id)
+	if err != nil {
+		return s
+	}
+	if c.State.Health != nil {
+		s.Health = string(c.State.Health.Status)
+	}
+	s.Since, _ = time.Parse(time.RFC3339Nano, c.State.StartedAt)
+	if !c.State.Running {
+		return s
+	}
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	r, err := e.docker.ContainerStats(sctx, id, false)
+	if err != nil {
+		return s
+	}
+	defer r.Body.Close()
+	var st container.StatsResponse
+	if json.NewDecoder(r.Body).Decode(&st) != nil {
+		return s
+	}
+	cpuDelta := float64(st.CPUStats.CPUUsage.TotalUsage) - float64(st.PreCPUStats.CPUUsage.TotalUsage)
+	sysDelta := float64(st.CPUStats.SystemUsage) - float64(st.PreCPUStats.SystemUsage)
+	if sysDelta > 0 && cpuDelta >= 0 {
+		cpus := float64(st.CPUStats.OnlineCPUs)
+		if cpus == 0 {
+			cpus = 1
+		}
+		s.CPUPercent = cpuDelta / sysDelta * cpus * 100
+	}
+	s.MemBytes, s.MemLimit = st.MemoryStats.Usage-st.MemoryStats.Stats["inactive_file"], st.MemoryStats.Limit
+	return s
+}
+
+func firstOr(names []string, d string) string {
+	if len(names) > 0 {
+		return names[0]
+	}
+	return d
+}
+
+// Logs returns the last lines of a minion's service (the web service by
+// default), with the minion's secrets hidden.
+func (e *Engine) Logs(ctx context.Context, name, service string, tail int) (string, error) {
+	m, err := e.minion(name)
+	if err != nil {
+		return "", err
+	}
+	if service == "" {
+		service = m.Web.Service
+	}
+	cs, err := e.containers(ctx, m.Name)
+	if err != nil {
+		return "", err
+	}
+	c, ok := cs[service]
+	if !ok {
+		if len(cs) == 0 {
+			return "", userErr(nil, "%s is not summoned.", m.Name)
+		}
+		var names []string
+		for s := range cs {
+			names = append(names, s)
+		}
+		sort.Strings(names)
+		return "", userErr(nil, "%s has no service %q; it has %s.", m.Name, service, strings.Join(names, ", "))
+	}
+	rc, err := e.docker.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(tail), Timestamps: false})
+	if err != nil {
+		return "", explainDocker(err, "reading the logs of "+m.Name)
+	}
+	defer rc.Close()
+	var out strings.Builder
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return "", fmt.Errorf("reading the logs of %s: %w", m.Name, err)
+	}
+	return redact(out.String(), e.secretsOf(m)), nil
+}
+
+// Restart, Stop and Start act on every container of a minion, in
+// dependency order (stop: the reverse).
+func (e *Engine) Restart(ctx context.Context, name string) error { return e.each(ctx, name, "restart") }
+
+// Stop stops a minion's containers; data and containers stay.
+func (e *Engine) Stop(ctx context.Context, name string) error { return e.each(ctx, name, "stop") }
+
+// Start starts a stopped minion's containers.
+func (e *Engine) Start(ctx context.Context, name string) error { return e.each(ctx, name, "start") }
+
+func (e *Engine) each(ctx context.Context, name, action string) error {
+	m, err := e.minion(name)
+	if err != nil {
+		return err
+	}
+	release, err := e.lock(m.Name, action)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ids, err := e.ordered(ctx, m, action == "stop")
+	if err != nil {
+		return err
+	}
+	for _, c := range ids {
+		var err error
+		switch action {
+		case "restart":
+			err = e.docker.ContainerRestart(ctx, c.ID, container.StopOptions{})
+		case "stop":
+			err = e.docker.ContainerStop(ctx, c.ID, container.StopOptions{})
+		case "start":
+			err = e.docker.ContainerStart(ctx, c.ID, container.StartOptions{})
+		}
+		if err != nil {
+			return explainDocker(err, action+"ing "+strings.TrimPrefix(firstOr(c.Names, c.ID), "/"))
+		}
+	}
+	return nil
+}
+
+// ordered lists a minion's containers in dependency order, or reversed.
+func (e *Engine) ordered(ctx context.Context, m *Minion, reverse bool) ([]container.Summary, error) {
+	cs, err := e.containers(ctx, m.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(cs) == 0 {
+		return nil, userErr(nil, "%s is not summoned.", m.Name)
+	}
+	order := e.serviceOrder(ctx, m)
+	var out []container.Summary
+	for _, s := range order {
+		if c, ok := cs[s]; ok {
+			out = append(out, c)
+			delete(cs, s)
+		}
+	}
+	for _, c := range cs { // services no longer in the compose file
+		out = append(out, c)
+	}
+	if reverse {
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return out, nil
+}
+
+func (e *Engine) serviceOrder(ctx context.Context, m *Minion) []string {
+	st, err := e.o.State.Load(m.Name)
+	if err != nil {
+		return nil
+	}
+	p, _, err := e.render(ctx, m, "", st, nil)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range p.Services {
+		out = append(out, s.Service)
+	}
+	return out
+}
+
+// Banish removes a minion's containers and network. Its data stays unless
+// purge is set, which also deletes its data folders and remembered state.
+func (e *Engine) Banish(ctx context.Context, name string, purge bool) error {
+	m, err := e.minion(name)
+	if err != nil {
+		return err
+	}
+	release, err := e.lock(m.Name, "banish")
+	if err != nil {
+		return err
+	}
+	defer release()
+	cs, err := e.ordered(ctx, m, true)
+	if err != nil && !purge {
+		return err
+	}
+	for _, c := range cs {
+		_ = e.docker.ContainerStop(ctx, c.ID, container.StopOptions{})
+		if err := e.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return explainDocker(err, "removing "+strings.TrimPrefix(firstOr(c.Names, c.ID), "/"))
+		}
+	}
+	if err := e.docker.NetworkRemove(ctx, m.Name+"_default"); err != nil && !cerrdefs.IsNotFound(err) {
+		e.log.Warn("removing a minion's network", "minion", m.Name, "err", err)
+	}
+	if !purge {
+		return nil
+	}
+	for _, dir := range e.DataDirs(m) {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("deleting %s: %w", dir, err)
+		}
+	}
+	return e.o.State.Remove(m.Name)
+}
+
+// DataDirs are the folders holding a minion's data.
+func (e *Engine) DataDirs(m *Minion) []string {
+	return []string{e.o.VSRoot + "/" + m.Name, e.o.DBSRoot + "/" + m.Name}
+}
