@@ -430,6 +430,30 @@ func ensureDirs(p *Plan, u *undo) error {
 			return userErr(err, "I cannot create the data folder %s: %v", d, errors.Unwrap(err))
 		}
 		u.dirs = append(u.dirs, created...)
+		if err := chownCreated(p, created); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chownCreated gives new folders under ${DATA} to the user the app runs as,
+// so images that do not run as root can write their data.
+func chownCreated(p *Plan, dirs []string) error {
+	if p.Minion.DataOwner == "" {
+		return nil
+	}
+	var uid, gid int
+	if _, err := fmt.Sscanf(p.Minion.DataOwner, "%d:%d", &uid, &gid); err != nil {
+		return fmt.Errorf("data_owner %q: %w", p.Minion.DataOwner, err)
+	}
+	for _, d := range dirs {
+		if !underAny(d, p.DataDirs[:1]) {
+			continue
+		}
+		if err := os.Chown(d, uid, gid); err != nil {
+			return userErr(err, "I cannot give the data folder %s to %s: %v", d, p.Minion.DataOwner, errors.Unwrap(err))
+		}
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ type Minion struct {
 	Database    *Database `yaml:"database"`
 	Settings    []Setting `yaml:"settings"`
 	Health      Health    `yaml:"health"`
+	// DataOwner is the "uid:gid" the app runs as, for images that do not
+	// run as root: the data folders Summoner creates under ${DATA} get it.
+	DataOwner string `yaml:"data_owner"`
 
 	compose []byte // the compose file
 	source  string // "built-in" or the folder it came from
@@ -72,6 +75,7 @@ var DBKinds = []string{"postgres", "mysql", "mariadb", "mongodb"}
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 var settingRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+var ownerRE = regexp.MustCompile(`^[0-9]+:[0-9]+$`)
 
 // reserved variables are filled in by Summoner, not by settings.
 var reserved = []string{"VERSION", "MINION", "DOMAIN", "HOST", "DATA", "DB_DATA"}
@@ -160,6 +164,9 @@ func (m *Minion) validate(dir string) error {
 	}
 	if m.Version == "" || m.Version == "latest" {
 		bad("version: pin a version, not %q", m.Version)
+	}
+	if m.DataOwner != "" && !ownerRE.MatchString(m.DataOwner) {
+		bad("data_owner %q: write it as uid:gid, e.g. 1000:1000", m.DataOwner)
 	}
 	if m.Web.Service == "" || m.Web.Port <= 0 {
 		bad("web: needs service and port")

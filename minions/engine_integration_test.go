@@ -1,0 +1,320 @@
+package minions_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/docker/docker/client"
+
+	"github.com/summoner-bot/summoner/internal/dockertest"
+	"github.com/summoner-bot/summoner/minions"
+)
+
+const testMinion = "testmin"
+
+type fixture struct {
+	d      *dockertest.Env
+	e      *minions.Engine
+	vsroot string
+	dbroot string
+	port   string
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	d := dockertest.Require(t)
+	d.RemoveMinion(t, testMinion)
+	t.Cleanup(func() { d.RemoveMinion(t, testMinion) })
+	cat, err := minions.LoadCatalog("testdata/minions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f := &fixture{d: d, vsroot: filepath.Join(dir, "volumes"), dbroot: filepath.Join(dir, "databases"), port: freePort(t)}
+	f.e = minions.NewEngine(d.Client, cat, minions.EngineOptions{
+		Domain: "it.summoner.test", VSRoot: f.vsroot, DBSRoot: f.dbroot,
+		Mirror: minions.Mirror{Registry: d.Registry},
+		State:  &minions.StateStore{Dir: filepath.Join(dir, "state")},
+	})
+	return f
+}
+
+func (f *fixture) summon(t testing.TB, version string) (*minions.Result, []string) {
+	t.Helper()
+	var steps []string
+	var mu sync.Mutex
+	res, err := f.e.Summon(context.Background(), testMinion, version, map[string]string{"HTTP_PORT": f.port}, func(s string) {
+		mu.Lock()
+		steps = append(steps, s)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatalf("summon: %v", err)
+	}
+	return res, steps
+}
+
+func (f *fixture) psql(t testing.TB, sql string) string {
+	t.Helper()
+	for _, c := range f.d.Containers(t, testMinion) {
+		if c.Labels["summoner.role"] == "db" {
+			out, code := f.d.Exec(t, c.ID, nil, "psql", "-U", "app", "-d", "appdb", "-h", "127.0.0.1", "-tAc", sql)
+			if code != 0 {
+				t.Fatalf("psql %q: exit %d: %s", sql, code, out)
+			}
+			return strings.TrimSpace(out)
+		}
+	}
+	t.Fatal("no db container")
+	return ""
+}
+
+func TestSummonLifecycle(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+
+	res, steps := f.summon(t, "")
+	if res.Version != "1.0" || res.URL != "https://testmin.it.summoner.test" || res.HostPort != f.port {
+		t.Fatalf("result %+v", res)
+	}
+	joined := strings.Join(steps, "\n")
+	for _, w := range []string{"Creating postgres-testmin-it.summoner.test", "Starting testmin-it.summoner.test", "is healthy"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("progress lacks %q:\n%s", w, joined)
+		}
+	}
+	if info, err := os.Stat(filepath.Join(f.vsroot, testMinion, "uploads")); err != nil || info.Sys().(*syscall.Stat_t).Uid != 1000 {
+		t.Errorf("the uploads folder is not owned by the minion's data_owner: %v", err)
+	}
+	resp, err := http.Get("http://127.0.0.1:" + f.port + "/")
+	if err != nil {
+		t.Fatalf("the web app does not answer on its port: %v", err)
+	}
+	resp.Body.Close()
+
+	names := map[string]bool{}
+	for _, c := range f.d.Containers(t, testMinion) {
+		names[strings.TrimPrefix(c.Names[0], "/")] = true
+		if c.Labels["com.docker.compose.project"] != testMinion {
+			t.Errorf("container %s lacks the compose project label", c.Names[0])
+		}
+	}
+	if !names["testmin-it.summoner.test"] || !names["postgres-testmin-it.summoner.test"] || len(names) != 2 {
+		t.Fatalf("containers %v, want the seed's names", names)
+	}
+
+	st, err := f.e.Status(ctx, testMinion)
+	if err != nil || len(st) != 1 || len(st[0].Services) != 2 {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	for _, s := range st[0].Services {
+		if s.State != "running" {
+			t.Errorf("%s is %s", s.Service, s.State)
+		}
+		if s.Service == "db" && s.Health != "healthy" {
+			t.Errorf("db health %q", s.Health)
+		}
+		if s.MemBytes == 0 {
+			t.Errorf("%s: no memory figure", s.Service)
+		}
+	}
+
+	logs, err := f.e.Logs(ctx, testMinion, "", 20)
+	if err != nil || !strings.Contains(logs, "testapp 1.0 starting") {
+		t.Fatalf("logs %q, %v", logs, err)
+	}
+	dbLogs, err := f.e.Logs(ctx, testMinion, "db", 200)
+	if err != nil || strings.Contains(dbLogs, secret(t, f)) {
+		t.Fatalf("db logs show the password, or failed: %v", err)
+	}
+
+	again, _ := f.summon(t, "")
+	if !again.Unchanged {
+		t.Fatalf("a second summon changed something: %+v", again)
+	}
+
+	f.psql(t, "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('written before banish')")
+	if err := f.e.Banish(ctx, testMinion, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.d.Containers(t, testMinion)); n != 0 {
+		t.Fatalf("%d containers left after banish", n)
+	}
+	if _, err := os.Stat(filepath.Join(f.dbroot, testMinion, "pg", "PG_VERSION")); err != nil {
+		t.Fatalf("banish without --purge lost the database: %v", err)
+	}
+
+	f.summon(t, "")
+	if got := f.psql(t, "SELECT body FROM notes"); got != "written before banish" {
+		t.Fatalf("after summoning again the row is %q", got)
+	}
+
+	if err := f.e.Banish(ctx, testMinion, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Join(f.vsroot, testMinion), filepath.Join(f.dbroot, testMinion)} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Fatalf("%s still exists after purge: %v", d, err)
+		}
+	}
+	if f.d.NetworkExists(t, testMinion+"_default") {
+		t.Fatal("the network is still there after banish")
+	}
+}
+
+// secret reads the generated database password from the state file.
+func secret(t testing.TB, f *fixture) string {
+	t.Helper()
+	st, err := (&minions.StateStore{Dir: filepath.Join(filepath.Dir(f.vsroot), "state")}).Load(testMinion)
+	if err != nil || st.Secrets["DB_PASSWORD"] == "" {
+		t.Fatalf("no generated password: %v", err)
+	}
+	info, err := os.Stat(filepath.Join(filepath.Dir(f.vsroot), "state", testMinion, "state.json"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("state file mode %v, %v; want 0600", info.Mode().Perm(), err)
+	}
+	return st.Secrets["DB_PASSWORD"]
+}
+
+func TestVersionsAndUpdateWithRollback(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.summon(t, "1.0")
+
+	vs, current, err := f.e.Versions(ctx, testMinion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(vs, " ") != "1.2 1.1 1.0" || current != "1.0" {
+		t.Fatalf("versions %v (current %s), want 1.2 1.1 1.0 newest first", vs, current)
+	}
+
+	res, err := f.e.Update(ctx, testMinion, "1.1", nil)
+	if err != nil || res.Version != "1.1" || res.Previous != "1.0" {
+		t.Fatalf("update to 1.1: %+v, %v", res, err)
+	}
+	if logs, _ := f.e.Logs(ctx, testMinion, "", 20); !strings.Contains(logs, "testapp 1.1 starting") {
+		t.Fatalf("after the update the app logs %q", logs)
+	}
+
+	res, err = f.e.Update(ctx, testMinion, "1.2", nil)
+	var ue *minions.UpdateError
+	if !errors.As(err, &ue) || !ue.Result.RolledBack || ue.Result.Version != "1.1" {
+		t.Fatalf("update to the broken 1.2: %+v, %v; want a rollback to 1.1", res, err)
+	}
+	if !strings.Contains(err.Error(), "rolled it back to 1.1") || !strings.Contains(err.Error(), "config error") {
+		t.Fatalf("the message does not say what happened: %v", err)
+	}
+	st, err := f.e.Status(ctx, testMinion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st[0].Services {
+		if s.State != "running" || (s.Service == "web" && s.Image != "summoner/testapp:1.1") {
+			t.Fatalf("after the rollback %s is %s with %s", s.Service, s.State, s.Image)
+		}
+	}
+	if _, err := http.Get("http://127.0.0.1:" + f.port + "/"); err != nil {
+		t.Fatalf("the rolled-back app does not answer: %v", err)
+	}
+}
+
+func TestSummonFailuresLeaveNothingBehind(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, takenPort, _ := net.SplitHostPort(taken.Addr().String())
+
+	tests := []struct {
+		name     string
+		minion   string
+		version  string
+		settings map[string]string
+		want     string
+	}{
+		{"unknown minion", "wekann", "", nil, `There is no minion called "wekann"`},
+		{"unknown version", testMinion, "9.9", map[string]string{"HTTP_PORT": f.port}, "does not exist in the registry"},
+		{"port taken", testMinion, "", map[string]string{"HTTP_PORT": takenPort}, "port " + takenPort},
+		{"unknown setting", testMinion, "", map[string]string{"COLOUR": "red"}, "testmin has no setting COLOUR; its settings are HTTP_PORT, DB_PASSWORD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.e.Summon(ctx, tt.minion, tt.version, tt.settings, nil)
+			var um interface{ UserMessage() string }
+			if !errors.As(err, &um) || !strings.Contains(um.UserMessage(), tt.want) {
+				t.Fatalf("error %v, want a user message with %q", err, tt.want)
+			}
+			if n := len(f.d.Containers(t, testMinion)); n != 0 {
+				t.Fatalf("%d containers left behind", n)
+			}
+			if f.d.NetworkExists(t, testMinion+"_default") {
+				t.Fatal("the network was left behind")
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(f.vsroot, testMinion, "uploads")); !os.IsNotExist(err) {
+		t.Fatalf("failed summons left an empty data folder: %v", err)
+	}
+
+	t.Run("docker daemon unreachable", func(t *testing.T) {
+		dc, err := client.NewClientWithOpts(client.WithHost("unix:///nonexistent/docker.sock"), client.WithAPIVersionNegotiation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cat, _ := minions.LoadCatalog("testdata/minions")
+		e := minions.NewEngine(dc, cat, minions.EngineOptions{VSRoot: f.vsroot, DBSRoot: f.dbroot, State: &minions.StateStore{Dir: t.TempDir()}})
+		_, err = e.Summon(ctx, testMinion, "", nil, nil)
+		if err == nil || !strings.Contains(err.Error(), "is the Docker daemon running?") {
+			t.Fatalf("error %v", err)
+		}
+	})
+}
+
+func TestSecondSummonWhileOneRuns(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	inside, hold := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	var once sync.Once
+	go func() {
+		_, err := f.e.Summon(ctx, testMinion, "", map[string]string{"HTTP_PORT": f.port}, func(string) {
+			once.Do(func() { // park the first summon at its first step
+				close(inside)
+				<-hold
+			})
+		})
+		first <- err
+	}()
+	<-inside
+	_, err := f.e.Summon(ctx, testMinion, "", map[string]string{"HTTP_PORT": f.port}, nil)
+	close(hold)
+	if !errors.Is(err, minions.ErrBusy) || !strings.Contains(err.Error(), "already in progress") {
+		t.Fatalf("second summon: %v, want 'already in progress'", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first summon: %v", err)
+	}
+}
