@@ -130,8 +130,8 @@ func TestSummonLifecycle(t *testing.T) {
 		if s.State != "running" {
 			t.Errorf("%s is %s", s.Service, s.State)
 		}
-		if s.Service == "db" && s.Health != "healthy" {
-			t.Errorf("db health %q", s.Health)
+		if s.Health != "healthy" {
+			t.Errorf("%s health %q, want healthy", s.Service, s.Health)
 		}
 		if s.MemBytes == 0 {
 			t.Errorf("%s: no memory figure", s.Service)

@@ -48,6 +48,7 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 		return nil, explainDocker(err, "listing containers")
 	}
 	byMinion := map[string]*MinionStatus{}
+	plans := map[string]*Plan{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, c := range list {
@@ -59,6 +60,7 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 				if st, err := e.o.State.Load(mn); err == nil {
 					if p, _, err := e.render(ctx, m, "", st, nil); err == nil {
 						ms.URL, ms.HostPort = p.URL, p.HostPort
+						plans[mn] = p
 					}
 				}
 			}
@@ -71,9 +73,13 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 		idx := len(ms.Services)
 		ms.Services = append(ms.Services, ss)
 		wg.Add(1)
+		var probeWith *Plan
+		if ss.Role == RoleWeb {
+			probeWith = plans[mn]
+		}
 		go func(id string, ms *MinionStatus, idx int) { // inspect and stats take a moment each: do them at once
 			defer wg.Done()
-			s := e.liveStatus(ctx, id)
+			s := e.liveStatus(ctx, id, probeWith)
 			mu.Lock()
 			defer mu.Unlock()
 			cur := &ms.Services[idx]
@@ -93,14 +99,23 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 	return out, nil
 }
 
-func (e *Engine) liveStatus(ctx context.Context, id string) ServiceStatus {
+// liveStatus inspects a container and samples its CPU and memory. A web
+// service without a health check of its own is probed like at summon time,
+// so status says whether the app answers, not only whether it runs.
+func (e *Engine) liveStatus(ctx context.Context, id string, probeWith *Plan) ServiceStatus {
 	var s ServiceStatus
 	c, err := e.docker.ContainerInspect(ctx, id)
 	if err != nil {
 		return s
 	}
-	if c.State.Health != nil {
+	switch {
+	case c.State.Health != nil:
 		s.Health = string(c.State.Health.Status)
+	case probeWith != nil && c.State.Running:
+		s.Health = string(container.Unhealthy)
+		if e.probe(ctx, probeWith, c) {
+			s.Health = string(container.Healthy)
+		}
 	}
 	s.Since, _ = time.Parse(time.RFC3339Nano, c.State.StartedAt)
 	if !c.State.Running {

@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# Docker for the integration tests: the engine, a local registry on
+# 127.0.0.1:5000 and the test images pushed to it (Docker Hub is not reachable
+# from CI, so every image is built here, once, and reused by tag).
+#
+#   bash .ci/docker.sh start      # installs docker.io if needed, runs dockerd
+#   bash .ci/docker.sh registry   # builds and runs distribution v3 on 127.0.0.1:5000
+#   bash .ci/docker.sh images     # builds missing/stale test images, pushes them
+#   bash .ci/docker.sh env        # writes and prints $STATE/docker.env
+#   bash .ci/docker.sh all        # start + registry + images + env (what CI calls)
+#   bash .ci/docker.sh stop       # stops the registry and dockerd
+#
+# Images (every test image carries the label summoner.test=1):
+#   local/debian:bookworm-minbase              debootstrap base (not pushed)
+#   127.0.0.1:5000/summoner/testapp:1.0        busybox httpd on :8080
+#   127.0.0.1:5000/summoner/testapp:1.1        same, "testapp 1.1"
+#   127.0.0.1:5000/summoner/testapp:2.0-broken exits 1 at once
+#   127.0.0.1:5000/summoner/testapp:1.2        exits 1 at once too (a bad update in semver)
+#   127.0.0.1:5000/library/postgres:15.10      Debian's PostgreSQL 15, official-like entrypoint
+# Their build contexts are in .ci/images/<name>/. An image is rebuilt only when
+# missing or when its context changed (label summoner.test.hash).
+#
+# Needs root. Idempotent and tolerant of leftovers (a running engine or
+# registry is reused). State lives in $SUMMONER_CI_STATE (default
+# /var/tmp/summoner-ci), built tools in $SUMMONER_CI_CACHE (default
+# /var/cache/summoner-ci); images stay in Docker's own store.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE=${SUMMONER_CI_STATE:-/var/tmp/summoner-ci}
+CACHE=${SUMMONER_CI_CACHE:-/var/cache/summoner-ci}
+ENV_FILE=$STATE/docker.env
+
+DOCKERD_PID=$STATE/dockerd.pid
+DOCKERD_LOG=$STATE/dockerd.log
+DOCKER_START_TIMEOUT=60
+DOCKER_STOP_TIMEOUT=60
+
+REGISTRY_VERSION=v3.1.2
+REGISTRY_BIN=$CACHE/bin/registry
+REGISTRY_ADDR=127.0.0.1:5000
+REGISTRY_DIR=$STATE/registry # the blobs
+REGISTRY_CONF=$STATE/registry.yml
+REGISTRY_PID=$STATE/registry.pid
+REGISTRY_LOG=$STATE/registry.log
+
+BASE_IMAGE=local/debian:bookworm-minbase
+BASE_TAR=$CACHE/debian-bookworm-minbase.tar
+DEBIAN_MIRROR=http://deb.debian.org/debian
+IMAGES_DIR=$SCRIPT_DIR/images
+BUILD_LOGS=$STATE/image-builds
+
+log() { echo "docker.sh: $*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# alive PID: the process exists and is not a zombie.
+alive() {
+  local st
+  st=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# pid_of FILE COMM: the pid in FILE if that process is alive and named COMM.
+pid_of() {
+  local pid
+  [ -f "$1" ] || return 1
+  pid=$(head -n 1 "$1" 2>/dev/null)
+  [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ] || return 1
+  echo "$pid"
+}
+
+# terminate PID NAME TIMEOUT: SIGTERM, wait, then SIGKILL.
+terminate() {
+  local pid=$1 name=$2 timeout=$3 i
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < timeout * 10; i++)); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  log "$name ignored SIGTERM for ${timeout}s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    alive "$pid" || return 0
+    sleep 0.1
+  done
+  log "warning: $name (pid $pid) still there after SIGKILL"
+}
+
+lock() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/.docker.lock"
+  flock 9
+}
+
+# --- packages --------------------------------------------------------------
+
+APT_UPDATED=
+apt_install() {
+  [ "$(id -u)" -eq 0 ] || die "missing packages ($*) and not root"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "$APT_UPDATED" ]; then
+    apt-get update -q >&2
+    APT_UPDATED=1
+  fi
+  log "installing $*"
+  # No recommends: they pull needrestart (which hooks into every later apt
+  # run and may restart services) and apparmor (this kernel has none).
+  apt-get install -y -q --no-install-recommends "$@" >&2
+}
+
+# --- Docker engine ---------------------------------------------------------
+
+docker_up() { docker info >/dev/null 2>&1; }
+
+docker_start() {
+  if ! command -v dockerd >/dev/null; then
+    apt_install docker.io
+    command -v dockerd >/dev/null || die "dockerd still missing after installing docker.io"
+  fi
+  command -v docker >/dev/null || die "no docker client on PATH"
+  if docker_up; then
+    log "docker already running"
+    return 0
+  fi
+  local pid t0=$SECONDS
+  if pid=$(pid_of "$DOCKERD_PID" dockerd) || pid=$(pid_of /var/run/docker.pid dockerd); then
+    log "dockerd (pid $pid) runs but does not answer yet: waiting"
+  else
+    # Leftovers of a dockerd that died: dockerd refuses to start while its
+    # pid file names any live process (pids get reused), and would wait for a
+    # "still running" containerd that is not one. A live containerd it left
+    # behind is reused; the socket is recreated.
+    local f
+    for f in /var/run/docker.pid:dockerd /var/run/docker/containerd/containerd.pid:containerd; do
+      if [ -f "${f%:*}" ] && ! pid_of "${f%:*}" "${f#*:}" >/dev/null; then
+        log "removing stale ${f%:*}"
+        rm -f "${f%:*}"
+      fi
+    done
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    # Its own session and no inherited fds (not even our lock), so callers
+    # that capture our output do not wait for it.
+    setsid dockerd </dev/null >>"$DOCKERD_LOG" 2>&1 9>&- &
+    pid=$!
+    echo "$pid" >"$DOCKERD_PID"
+  fi
+  local deadline=$((SECONDS + DOCKER_START_TIMEOUT))
+  until docker_up; do
+    if ! alive "$pid"; then
+      tail -n 30 "$DOCKERD_LOG" >&2 || true
+      die "dockerd exited during startup"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      tail -n 30 "$DOCKERD_LOG" >&2 || true
+      die "docker info did not answer within ${DOCKER_START_TIMEOUT}s"
+    fi
+    sleep 0.5
+  done
+  # dockerd's own pid file is the truth (setsid may have forked).
+  if pid=$(pid_of /var/run/docker.pid dockerd); then echo "$pid" >"$DOCKERD_PID"; fi
+  log "docker up (pid $pid, engine $(docker version -f '{{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null)) in $((SECONDS - t0))s"
+}
+
+docker_stop() {
+  local pid
+  if pid=$(pid_of "$DOCKERD_PID" dockerd) || pid=$(pid_of /var/run/docker.pid dockerd); then
+    # dockerd stops the running containers first (up to 15 s), then its containerd.
+    terminate "$pid" dockerd "$DOCKER_STOP_TIMEOUT"
+  fi
+  rm -f "$DOCKERD_PID"
+  # A containerd left by a dockerd that was killed.
+  if pid=$(pid_of /var/run/docker/containerd/containerd.pid containerd); then
+    terminate "$pid" containerd 20
+  fi
+}
+
+need_docker() { docker_up || die "docker is not running; use: $0 start"; }
+
+# --- registry --------------------------------------------------------------
+
+registry_ping() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://$REGISTRY_ADDR/v2/" 2>/dev/null)" = 200 ]
+}
+
+registry_build() {
+  [ -x "$REGISTRY_BIN" ] && return 0
+  if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+    export PATH=/usr/local/go/bin:$PATH
+  fi
+  command -v go >/dev/null || die "go is not on PATH"
+  log "building registry $REGISTRY_VERSION into $(dirname "$REGISTRY_BIN")"
+  local t0=$SECONDS
+  mkdir -p "$CACHE" "$(dirname "$REGISTRY_BIN")" "$BUILD_LOGS"
+  # Outside any module and ignoring the caller's GOFLAGS.
+  (cd "$CACHE" && GOFLAGS= GOWORK=off GOBIN="$(dirname "$REGISTRY_BIN")" \
+    go install "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION") \
+    >"$BUILD_LOGS/registry.log" 2>&1 || {
+    tail -n 30 "$BUILD_LOGS/registry.log" >&2
+    die "building the registry failed"
+  }
+  log "registry built in $((SECONDS - t0))s"
+}
+
+registry_config() {
+  local tmp=$REGISTRY_CONF.tmp
+  mkdir -p "$REGISTRY_DIR"
+  cat >"$tmp" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: $REGISTRY_ADDR
+  secret: summoner-ci-not-a-secret
+health:
+  storagedriver:
+    enabled: false
+EOF
+  if cmp -s "$tmp" "$REGISTRY_CONF"; then rm -f "$tmp"; else mv "$tmp" "$REGISTRY_CONF"; fi
+}
+
+registry_start() {
+  command -v curl >/dev/null || apt_install curl
+  registry_build
+  registry_config
+  local pid
+  if registry_ping; then
+    if pid=$(pid_of "$REGISTRY_PID" registry); then
+      log "registry already running (pid $pid)"
+    else
+      log "a registry already answers on $REGISTRY_ADDR (not started by this script): using it"
+    fi
+    return 0
+  fi
+  if pid=$(pid_of "$REGISTRY_PID" registry); then
+    log "registry (pid $pid) does not answer: restarting it"
+    terminate "$pid" registry 10
+  fi
+  log "starting registry on $REGISTRY_ADDR (log: $REGISTRY_LOG)"
+  # No OpenTelemetry exporter: it would try localhost:4318 for every request.
+  OTEL_TRACES_EXPORTER=none setsid "$REGISTRY_BIN" serve "$REGISTRY_CONF" \
+    </dev/null >>"$REGISTRY_LOG" 2>&1 9>&- &
+  pid=$!
+  echo "$pid" >"$REGISTRY_PID"
+  local deadline=$((SECONDS + 30))
+  until registry_ping; do
+    if ! alive "$pid"; then
+      tail -n 20 "$REGISTRY_LOG" >&2 || true
+      die "registry exited during startup (port $REGISTRY_ADDR taken?)"
+    fi
+    [ $SECONDS -lt $deadline ] || die "registry did not answer http://$REGISTRY_ADDR/v2/ within 30s"
+    sleep 0.2
+  done
+  log "registry up (pid $pid)"
+}
+
+registry_stop() {
+  local pid
+  if pid=$(pid_of "$REGISTRY_PID" registry); then
+    terminate "$pid" registry 10
+  fi
+  rm -f "$REGISTRY_PID"
+}
+
+# --- images ----------------------------------------------------------------
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+base_build() {
+  if image_exists "$BASE_IMAGE"; then
+    return 0
+  fi
+  local t0=$SECONDS
+  if [ ! -s "$BASE_TAR" ]; then
+    command -v debootstrap >/dev/null || apt_install debootstrap
+    local dir=$CACHE/debootstrap.part
+    rm -rf "$dir" "$BASE_TAR.part"
+    mkdir -p "$CACHE"
+    log "debootstrap --variant=minbase bookworm (log: $BUILD_LOGS/debootstrap.log)"
+    mkdir -p "$BUILD_LOGS"
+    debootstrap --variant=minbase bookworm "$dir" "$DEBIAN_MIRROR" >"$BUILD_LOGS/debootstrap.log" 2>&1 ||
+      {
+        tail -n 30 "$BUILD_LOGS/debootstrap.log" >&2
+        die "debootstrap failed"
+      }
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+    tar -C "$dir" -cf "$BASE_TAR.part" .
+    mv "$BASE_TAR.part" "$BASE_TAR"
+    rm -rf "$dir"
+  else
+    log "importing $BASE_IMAGE from $BASE_TAR"
+  fi
+  docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/bash"]' \
+    "$BASE_TAR" "$BASE_IMAGE" >/dev/null
+  log "$BASE_IMAGE built in $((SECONDS - t0))s"
+}
+
+# context_hash DIR ARGS...: a hash of the build context and the build args.
+context_hash() {
+  local dir=$1
+  shift
+  {
+    (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    printf 'arg %s\n' "$@"
+  } | sha256sum | cut -c1-16
+}
+
+# build_image NAME CONTEXT [BUILD-ARG...]: builds NAME unless an image with
+# the same context hash is already there. Returns 0 if built, 1 if reused.
+build_image() {
+  local name=$1 ctx=$IMAGES_DIR/$2
+  shift 2
+  local hash have args=() a
+  hash=$(context_hash "$ctx" "$@")
+  have=$(docker image inspect -f '{{index .Config.Labels "summoner.test.hash"}}' "$name" 2>/dev/null || true)
+  if [ "$have" = "$hash" ]; then
+    return 1
+  fi
+  for a in "$@"; do args+=(--build-arg "$a"); done
+  local t0=$SECONDS logf
+  mkdir -p "$BUILD_LOGS"
+  logf=$BUILD_LOGS/$(echo "$name" | tr '/:' '__').log
+  log "building $name${have:+ (context changed)} (log: $logf)"
+  DOCKER_BUILDKIT=0 docker build --label "summoner.test.hash=$hash" "${args[@]}" -t "$name" "$ctx" \
+    </dev/null >"$logf" 2>&1 || {
+    tail -n 40 "$logf" >&2
+    die "building $name failed"
+  }
+  log "$name built in $((SECONDS - t0))s"
+}
+
+push_image() {
+  local out
+  out=$(docker push "$1" 2>&1) || {
+    echo "$out" >&2
+    die "pushing $1 failed"
+  }
+}
+
+IMAGES=(
+  # name                                     context   build args
+  "$REGISTRY_ADDR/summoner/testapp:1.0|testapp|VERSION=1.0"
+  "$REGISTRY_ADDR/summoner/testapp:1.1|testapp|VERSION=1.1"
+  "$REGISTRY_ADDR/summoner/testapp:2.0-broken|testapp|VERSION=2.0 BROKEN=1"
+  "$REGISTRY_ADDR/summoner/testapp:1.2|testapp|VERSION=1.2 BROKEN=1"
+  "$REGISTRY_ADDR/library/postgres:15.10|postgres|"
+)
+
+images() {
+  need_docker
+  registry_ping || die "no registry on $REGISTRY_ADDR; use: $0 registry"
+  local t0=$SECONDS entry name ctx args built=0
+  base_build
+  for entry in "${IMAGES[@]}"; do
+    IFS='|' read -r name ctx args <<<"$entry"
+    # shellcheck disable=SC2086
+    if build_image "$name" "$ctx" $args; then built=$((built + 1)); fi
+  done
+  # Pushing is cheap when the registry has the layers (a HEAD per layer), and
+  # refills a registry whose storage was wiped.
+  local t1=$SECONDS
+  for entry in "${IMAGES[@]}"; do
+    push_image "${entry%%|*}"
+  done
+  log "images ready ($built built, ${#IMAGES[@]} pushed in $((SECONDS - t1))s) in $((SECONDS - t0))s"
+}
+
+write_env() {
+  mkdir -p "$STATE"
+  cat >"$ENV_FILE.tmp" <<EOF
+export SUMMONER_IT_DOCKER=1
+export SUMMONER_IT_REGISTRY=$REGISTRY_ADDR
+EOF
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+  cat "$ENV_FILE"
+}
+
+# --- main ------------------------------------------------------------------
+
+cmd=${1:-}
+case "$cmd" in
+start)
+  lock
+  docker_start
+  ;;
+registry)
+  lock
+  registry_start
+  ;;
+images)
+  lock
+  images
+  ;;
+env)
+  write_env
+  ;;
+all)
+  t0=$SECONDS
+  lock
+  docker_start
+  registry_start
+  images
+  write_env
+  log "ready in $((SECONDS - t0))s; env file: $ENV_FILE"
+  ;;
+stop)
+  lock
+  registry_stop
+  docker_stop
+  ;;
+*)
+  echo "usage: $0 start|registry|images|env|all|stop" >&2
+  exit 2
+  ;;
+esac

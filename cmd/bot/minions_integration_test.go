@@ -1,0 +1,121 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mattermost/mattermost-server/v6/model"
+
+	"github.com/summoner-bot/summoner/internal/dockertest"
+	"github.com/summoner-bot/summoner/internal/mmtest"
+)
+
+// TestMinionFromChat drives a two-container test minion from the real
+// Mattermost through the real bot binary and the real Docker engine.
+func TestMinionFromChat(t *testing.T) {
+	e := mmtest.FromEnv(t)
+	d := dockertest.Require(t)
+	const minion = "testmin"
+	d.RemoveMinion(t, minion)
+	t.Cleanup(func() { d.RemoveMinion(t, minion) })
+
+	ch := e.NewChannel(t)
+	op := e.Client(t, e.Operator)
+	dir := t.TempDir()
+	vsroot, dbsroot := filepath.Join(dir, "volumes"), filepath.Join(dir, "databases")
+	minionsDir, err := filepath.Abs("../../minions/testdata/minions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, port := freePort(t), freePort(t)
+	_, hostPort, _ := strings.Cut(port, ":")
+	startDaemon(t, []string{
+		"SUMMONER_CHAT_URL=" + e.URL, "SUMMONER_CHAT_TOKEN=" + e.BotToken, "SUMMONER_CHAT_TEAM=" + e.Team,
+		"SUMMONER_HTTP_LISTEN=" + addr, "SUMMONER_CHAT_STATE_FILE=" + filepath.Join(dir, "chat.json"),
+		"SUMMONER_PERMISSIONS_OPERATORS=" + e.Operator.Username,
+		"SUMMONER_DOMAIN=chat.summoner.test", "SUMMONER_VSROOT=" + vsroot, "SUMMONER_DBSROOT=" + dbsroot,
+		"SUMMONER_DOCKER_MINIONS_DIR=" + minionsDir, "SUMMONER_DOCKER_REGISTRY_MIRROR=" + d.Registry,
+		"SUMMONER_DOCKER_STATE_DIR=" + filepath.Join(dir, "state"),
+	})
+	waitHealthy(t, addr)
+
+	// say posts a command and returns the bot's final answer: long commands
+	// first post progress, then edit that post into the result.
+	say := func(c *model.Client4, text string, done func(string) bool) string {
+		t.Helper()
+		p := mmtest.Post(t, c, ch.Id, "", "@"+e.BotUsername+" "+text)
+		r := mmtest.WaitReply(t, c, p, 30*time.Second)
+		return mmtest.WaitEdited(t, c, r.Id, 120*time.Second, done).Message
+	}
+	final := func(words ...string) func(string) bool {
+		return func(s string) bool {
+			for _, w := range words {
+				if strings.Contains(s, w) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	psql := func(sql string) string {
+		t.Helper()
+		for _, c := range d.Containers(t, minion) {
+			if c.Labels["summoner.role"] == "db" {
+				out, code := d.Exec(t, c.ID, nil, "psql", "-U", "app", "-d", "appdb", "-h", "127.0.0.1", "-tAc", sql)
+				if code != 0 {
+					t.Fatalf("psql: %s", out)
+				}
+				return strings.TrimSpace(out)
+			}
+		}
+		t.Fatal("no database container")
+		return ""
+	}
+
+	r := say(op, "summon testmin HTTP_PORT="+hostPort, final("is up", "went wrong", "failed", "cannot"))
+	if !strings.Contains(r, "testmin 1.0 is up: https://testmin.chat.summoner.test (also on port "+hostPort+" of this server)") {
+		t.Fatalf("summon reply: %q", r)
+	}
+
+	r = say(op, "status testmin", final("testmin"))
+	if strings.Count(r, "| running | healthy |") != 2 {
+		t.Fatalf("status does not show both containers running and healthy:\n%s", r)
+	}
+	r = say(op, "logs testmin", final("```", "No log"))
+	if !strings.Contains(r, "testapp 1.0 starting") {
+		t.Fatalf("logs: %q", r)
+	}
+
+	psql("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept across banish')")
+	r = say(op, "banish testmin", final("banished", "gone", "wrong"))
+	if !strings.Contains(r, "its data stays") || len(d.Containers(t, minion)) != 0 {
+		t.Fatalf("banish: %q, %d containers left", r, len(d.Containers(t, minion)))
+	}
+	say(op, "summon testmin", final("is up", "wrong", "failed"))
+	if got := psql("SELECT body FROM notes"); got != "kept across banish" {
+		t.Fatalf("after summoning again the row is %q", got)
+	}
+
+	r = say(op, "banish testmin --purge", final("confirm"))
+	i := strings.Index(r, "`confirm ")
+	if i < 0 {
+		t.Fatalf("purge did not ask for confirmation: %q", r)
+	}
+	if len(d.Containers(t, minion)) != 2 {
+		t.Fatal("purge acted before confirmation")
+	}
+	code := r[i+len("`confirm "):]
+	code = code[:strings.Index(code, "`")]
+	r = say(op, "confirm "+code, final("gone", "wrong"))
+	if !strings.Contains(r, "testmin is gone, with its data") {
+		t.Fatalf("confirmed purge: %q", r)
+	}
+	for _, p := range []string{filepath.Join(vsroot, minion), filepath.Join(dbsroot, minion)} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("%s survived the purge: %v", p, err)
+		}
+	}
+}
