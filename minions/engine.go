@@ -276,6 +276,20 @@ func (e *Engine) deploy(ctx context.Context, p *Plan, existing map[string]contai
 	if err := ensureDirs(p, u); err != nil {
 		return err
 	}
+	// Create every container at once (as compose does); only starting
+	// them has to follow the dependencies.
+	ids := make([]string, len(p.Services))
+	running := make([]bool, len(p.Services))
+	pg, pctx := errgroup.WithContext(ctx)
+	for i, s := range p.Services {
+		pg.Go(func() (err error) {
+			ids[i], running[i], err = e.prepareService(pctx, p, s, existing, u, say)
+			return err
+		})
+	}
+	if err := pg.Wait(); err != nil {
+		return err
+	}
 
 	timeout := e.healthTimeout(p.Minion)
 	started := map[string]chan struct{}{}
@@ -284,7 +298,7 @@ func (e *Engine) deploy(ctx context.Context, p *Plan, existing map[string]contai
 		started[s.Service], healthy[s.Service] = make(chan struct{}), make(chan struct{})
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	for _, s := range p.Services {
+	for i, s := range p.Services {
 		g.Go(func() error {
 			for dep, cond := range s.DependsOn {
 				wait := started[dep]
@@ -297,9 +311,12 @@ func (e *Engine) deploy(ctx context.Context, p *Plan, existing map[string]contai
 					return gctx.Err()
 				}
 			}
-			id, err := e.startService(gctx, p, s, existing, u, say)
-			if err != nil {
-				return err
+			id := ids[i]
+			if !running[i] {
+				say("Starting %s…", s.Container)
+				if err := e.docker.ContainerStart(gctx, id, container.StartOptions{}); err != nil {
+					return explainDocker(err, "starting "+s.Container)
+				}
 			}
 			close(started[s.Service])
 			if err := e.waitHealthy(gctx, p, s, id, timeout, say); err != nil {
@@ -458,36 +475,30 @@ func chownCreated(p *Plan, dirs []string) error {
 	return nil
 }
 
-func (e *Engine) startService(ctx context.Context, p *Plan, s *ServicePlan, existing map[string]container.Summary, u *undo, say func(string, ...any)) (string, error) {
+// prepareService makes sure the service's container exists with the
+// plan's configuration: an unchanged one is kept, a changed one replaced.
+// It reports whether the container already runs.
+func (e *Engine) prepareService(ctx context.Context, p *Plan, s *ServicePlan, existing map[string]container.Summary, u *undo, say func(string, ...any)) (string, bool, error) {
 	if old, ok := existing[s.Service]; ok {
 		if old.Labels[LabelHash] == s.Hash {
-			if old.State != container.StateRunning {
-				say("Starting %s…", s.Container)
-				if err := e.docker.ContainerStart(ctx, old.ID, container.StartOptions{}); err != nil {
-					return "", explainDocker(err, "starting "+s.Container)
-				}
-			}
-			return old.ID, nil
+			return old.ID, old.State == container.StateRunning, nil
 		}
 		say("Replacing %s…", s.Container)
 		if err := e.docker.ContainerRemove(ctx, old.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			return "", explainDocker(err, "removing the old "+s.Container)
+			return "", false, explainDocker(err, "removing the old "+s.Container)
 		}
 	} else if err := e.removeStray(ctx, s.Container); err != nil {
-		return "", err
+		return "", false, err
 	}
 	say("Creating %s…", s.Container)
 	created, err := e.docker.ContainerCreate(ctx, s.Config, s.Host, p.NetworkingConfig(s), nil, s.Container)
 	if err != nil {
-		return "", explainDocker(err, "creating "+s.Container)
+		return "", false, explainDocker(err, "creating "+s.Container)
 	}
 	u.addContainer(created.ID)
-	say("Starting %s…", s.Container)
-	if err := e.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return "", explainDocker(err, "starting "+s.Container)
-	}
-	return created.ID, nil
+	return created.ID, false, nil
 }
+
 
 // removeStray removes a container that has the name we need but no
 // Summoner labels for this minion only if it is ours (an earlier crash);
@@ -569,10 +580,16 @@ func (e *Engine) waitHealthy(ctx context.Context, p *Plan, s *ServicePlan, id st
 		if time.Now().After(deadline) {
 			return userErr(nil, "%s was not ready after %s. Its last log lines:\n%s", s.Container, timeout, e.tail(ctx, id, 8, p.Secrets))
 		}
+		// Poll fast while a quick start is likely, then back off: most
+		// containers are ready in seconds, a few (GitLab) take minutes.
+		wait := 50 * time.Millisecond
+		if time.Until(deadline) < timeout-10*time.Second {
+			wait = 500 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
