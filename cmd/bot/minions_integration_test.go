@@ -119,3 +119,51 @@ func TestMinionFromChat(t *testing.T) {
 		}
 	}
 }
+
+// TestApplicationsSummonedAtStart: the minions listed in
+// summoner.applications come up with the bot, and #ops hears about it.
+func TestApplicationsSummonedAtStart(t *testing.T) {
+	e := mmtest.FromEnv(t)
+	d := dockertest.Require(t)
+	const minion = "testmin"
+	d.RemoveMinion(t, minion)
+	t.Cleanup(func() { d.RemoveMinion(t, minion) })
+	ops := e.NewChannel(t)
+	dir := t.TempDir()
+	minionsDir, err := filepath.Abs("../../minions/testdata/minions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	startDaemon(t, []string{
+		"SUMMONER_CHAT_URL=" + e.URL, "SUMMONER_CHAT_TOKEN=" + e.BotToken, "SUMMONER_CHAT_TEAM=" + e.Team,
+		"SUMMONER_CHAT_OPS_CHANNEL=" + ops.Name, "SUMMONER_HTTP_LISTEN=",
+		"SUMMONER_CHAT_STATE_FILE=" + filepath.Join(dir, "chat.json"),
+		"SUMMONER_APPLICATIONS=" + minion, "SUMMONER_DOMAIN=apps.summoner.test",
+		"SUMMONER_VSROOT=" + filepath.Join(dir, "volumes"), "SUMMONER_DBSROOT=" + filepath.Join(dir, "databases"),
+		"SUMMONER_DOCKER_MINIONS_DIR=" + minionsDir, "SUMMONER_DOCKER_REGISTRY_MIRROR=" + d.Registry,
+		"SUMMONER_DOCKER_STATE_DIR=" + filepath.Join(dir, "state"),
+	})
+	member := e.Client(t, e.Member)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		list, _, err := member.GetPostsSince(ops.Id, started.UnixMilli()-1000, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []string
+		for _, p := range list.Posts {
+			msgs = append(msgs, p.Message)
+			if strings.Contains(p.Message, "Summoned testmin 1.0 at start-up: https://testmin.apps.summoner.test") {
+				if n := len(d.Containers(t, minion)); n != 2 {
+					t.Fatalf("%d containers after the start-up summon, want 2", n)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no start-up summon report in ~%s; posts: %q", ops.Name, msgs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

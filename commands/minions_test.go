@@ -1,0 +1,109 @@
+package commands
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/summoner-bot/summoner/chat"
+	"github.com/summoner-bot/summoner/chat/chattest"
+	"github.com/summoner-bot/summoner/minions"
+)
+
+// fakeEngine records calls; the engine itself is tested against Docker.
+type fakeEngine struct {
+	MinionEngine
+	calls []string
+}
+
+func (f *fakeEngine) Summon(_ context.Context, name, version string, settings map[string]string, progress minions.Progress) (*minions.Result, error) {
+	keys := strings.Join(sortedKeys(settings), ",")
+	f.calls = append(f.calls, "summon "+name+" "+version+" "+keys)
+	progress("Pulling…")
+	return &minions.Result{Minion: name, Version: "1.0", URL: "https://" + name + ".example.com", HostPort: "8084", Took: 1500 * time.Millisecond}, nil
+}
+
+func (f *fakeEngine) Banish(_ context.Context, name string, purge bool) error {
+	f.calls = append(f.calls, "banish "+name+map[bool]string{true: " purge"}[purge])
+	return nil
+}
+
+func (f *fakeEngine) Logs(_ context.Context, name, service string, tail int) (string, error) {
+	f.calls = append(f.calls, "logs "+name+" "+service)
+	return "a\nb\n", nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func TestMinionCommands(t *testing.T) {
+	tests := []struct {
+		text  string
+		call  string
+		reply string
+	}{
+		{"summon wekan", "summon wekan  ", "wekan 1.0 is up: https://wekan.example.com (also on port 8084 of this server). Took 1.5s."},
+		{"summon Wekan v7.61 admin_email=a@b.c SMTP=x", "summon wekan v7.61 ADMIN_EMAIL,SMTP", "is up"},
+		{"summon", "", "Usage: `summon <minion> [version] [KEY=value…]`"},
+		{"summon wekan 1 2", "", "I don't know what `2` is"},
+		{"summon wekan =x", "", "has no setting name"},
+		{"summon wekan --force", "", "This command takes no `--force` option."},
+		{"banish wekan", "banish wekan", "its data stays"},
+		{"banish wekan --purge", "", "confirm"},
+		{"banish", "", "Usage: `banish <minion> [--purge]`"},
+		{"logs wekan --tail 0", "", "`--tail` takes a number"},
+		{"logs wekan db --tail=10", "logs wekan db", "```\na\nb\n```"},
+		{"logs wekan --tail", "", "`--tail` needs a value."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			fe := &fakeEngine{}
+			reg, err := NewRegistry(MinionCommands(fe)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &chattest.Recorder{}
+			rt, err := NewRouter(Options{Registry: reg, Poster: rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				LevelOf: func(chat.User) Level { return Admin }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt.Execute(context.Background(), chat.Message{ID: "m", Text: tt.text, User: chat.User{ID: "u", Username: "alice"}, Channel: chat.Channel{ID: "c", Name: "ops"}})
+			if got := strings.Join(fe.calls, ";"); got != tt.call {
+				t.Errorf("engine calls %q, want %q", got, tt.call)
+			}
+			if !strings.Contains(rec.Last(), tt.reply) {
+				t.Errorf("reply %q, want it to contain %q", rec.Last(), tt.reply)
+			}
+		})
+	}
+}
+
+func TestRenderStatus(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	got := renderStatus([]minions.MinionStatus{{
+		Name: "wekan", Version: "v7.61", URL: "https://wekan.example.com", HostPort: "8084",
+		Services: []minions.ServiceStatus{
+			{Service: "db", Container: "mongodb-wekan-example.com", State: "running", Health: "healthy", Image: "mongo:6.0.18", Since: now.Add(-26 * time.Hour), CPUPercent: 1.25, MemBytes: 300 << 20},
+			{Service: "wekan", Container: "wekan-example.com", State: "exited", Image: "wekanteam/wekan:v7.61"},
+		},
+	}}, now)
+	for _, w := range []string{
+		"**wekan** v7.61 · https://wekan.example.com · port 8084",
+		"| db | mongodb-wekan-example.com | running | healthy | mongo:6.0.18 | 26h0m | 1.2% | 300 MiB |",
+		"| wekan | wekan-example.com | exited | - | wekanteam/wekan:v7.61 | - | 0.0% | - |",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("status lacks %q:\n%s", w, got)
+		}
+	}
+	if renderStatus(nil, now) != "No minion is summoned. `catalog` lists what I can summon." {
+		t.Error("empty status")
+	}
+}
