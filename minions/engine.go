@@ -499,7 +499,6 @@ func (e *Engine) prepareService(ctx context.Context, p *Plan, s *ServicePlan, ex
 	return created.ID, false, nil
 }
 
-
 // removeStray removes a container that has the name we need but no
 // Summoner labels for this minion only if it is ours (an earlier crash);
 // someone else's container is reported, never touched.
