@@ -3,6 +3,9 @@
 echo "testapp @VERSION@ starting"
 echo "testapp @VERSION@: pid $$, args: $*"
 echo "testapp @VERSION@: listening on :8080"
+# Like many real apps, it logs its database URL, password included: the
+# tests check that Summoner hides it in `logs`.
+[ -n "$DATABASE_URL" ] && echo "testapp @VERSION@: database $DATABASE_URL"
 # Not `exec busybox httpd`: as PID 1, httpd has no SIGTERM handler, so the
 # kernel drops the signal and `docker stop` always waited its full timeout
 # (10 s). The shell traps TERM/INT and stops httpd at once, as a real app does.
