@@ -84,8 +84,62 @@ type Docker struct {
 	HealthTimeout Duration `yaml:"health_timeout"`
 }
 
-// Backups is reserved for the backup repository settings.
-type Backups struct{}
+// Backups is where backups go and how they are kept.
+type Backups struct {
+	Destinations []Destination `yaml:"destinations"`
+	Encryption   Encryption    `yaml:"encryption"`
+	Retention    Retention     `yaml:"retention"`
+	// VerifyCopies reads every copy back after writing it (slower, surer);
+	// off, a copy is checked by its size (and by Dropbox's content hash).
+	VerifyCopies bool `yaml:"verify_copies"`
+}
+
+// Destination is one place backups are copied to; set exactly one of
+// local, sftp and dropbox.
+type Destination struct {
+	Name    string       `yaml:"name"`
+	Local   *LocalDest   `yaml:"local"`
+	SFTP    *SFTPDest    `yaml:"sftp"`
+	Dropbox *DropboxDest `yaml:"dropbox"`
+}
+
+// LocalDest is a folder on this server (a second disk, say).
+type LocalDest struct {
+	Path string `yaml:"path"`
+}
+
+// SFTPDest is a second server reached over SSH with a key.
+type SFTPDest struct {
+	Addr       string `yaml:"addr"` // host:port
+	User       string `yaml:"user"`
+	KeyFile    string `yaml:"key_file"`
+	KnownHosts string `yaml:"known_hosts"` // the server's host key must be in it
+	Root       string `yaml:"root"`
+}
+
+// DropboxDest is a Dropbox app folder, with refresh-token auth.
+type DropboxDest struct {
+	AppKey           string `yaml:"app_key"`
+	AppSecret        Secret `yaml:"app_secret"`
+	AppSecretFile    string `yaml:"app_secret_file"`
+	RefreshToken     Secret `yaml:"refresh_token"`
+	RefreshTokenFile string `yaml:"refresh_token_file"`
+	Root             string `yaml:"root"`
+}
+
+// Encryption encrypts backups to age recipients.
+type Encryption struct {
+	Recipients   []string `yaml:"recipients"`    // age1… public keys
+	IdentityFile string   `yaml:"identity_file"` // the private key, for verify and restore
+}
+
+// Retention is the grandfather-father-son policy; zero keeps everything.
+type Retention struct {
+	KeepLast int `yaml:"keep_last"`
+	Daily    int `yaml:"daily"`
+	Weekly   int `yaml:"weekly"`
+	Monthly  int `yaml:"monthly"`
+}
 
 // Notifications is reserved for webhooks and recipes.
 type Notifications struct{}
@@ -102,9 +156,10 @@ func Defaults() Config {
 			StateFile:     defaultStateFile(),
 			Workers:       8,
 		},
-		HTTP:   HTTP{Listen: "127.0.0.1:8079"},
-		Docker: Docker{StateDir: defaultStateDir()},
-		Log:    Log{Level: "info", Format: "text"},
+		HTTP:    HTTP{Listen: "127.0.0.1:8079"},
+		Docker:  Docker{StateDir: defaultStateDir()},
+		Backups: Backups{VerifyCopies: true, Retention: Retention{KeepLast: 7, Daily: 7, Weekly: 4, Monthly: 6}},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 }
 

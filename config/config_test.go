@@ -277,3 +277,56 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("config.example.yml: %v", err)
 	}
 }
+
+func TestBackupsSection(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "refresh")
+	if err := os.WriteFile(secretFile, []byte("refresh-"+token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := `backups:
+  destinations:
+    - name: disk
+      local: {path: /var/backups/summoner}
+    - name: second
+      sftp: {addr: "backup.example.com:22", user: s, key_file: /k, known_hosts: /kh, root: /srv/b}
+    - name: box
+      dropbox: {app_key: k, app_secret: "${SECRET}", refresh_token_file: ` + secretFile + `, root: /summoner}
+  encryption: {recipients: [age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq]}
+  retention: {keep_last: 3}
+`
+	c, err := Load(writeFile(t, good, 0o600), envOf(map[string]string{"SECRET": token}), ForShell)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := c.Backups.Destinations[2].Dropbox
+	if box.RefreshToken.Reveal() != "refresh-"+token || box.AppSecret.Reveal() != token || c.Backups.Retention.KeepLast != 3 || c.Backups.Retention.Daily != 7 {
+		t.Fatalf("backups = %+v", c.Backups)
+	}
+	bad := `backups:
+  destinations:
+    - name: disk
+      local: {path: relative}
+    - name: disk
+      local: {path: /x}
+      sftp: {addr: nohost, user: s, key_file: /k, known_hosts: /kh}
+    - name: box
+      dropbox: {app_key: k}
+      locl: {}
+  encryption: {recipients: [ssh-ed25519 AAAA]}
+`
+	_, err = Load(writeFile(t, bad, 0o600), envOf(nil), ForShell)
+	for _, w := range []string{"locl: unknown key (did you mean local?)"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("problems %v lack %q", err, w)
+		}
+	}
+	bad = strings.Replace(bad, "      locl: {}\n", "", 1)
+	_, err = Load(writeFile(t, bad, 0o600), envOf(nil), ForShell)
+	for _, w := range []string{`local.path "relative" should be an absolute path`, `two destinations are called "disk"`,
+		`sftp.addr "nohost" should be host:port`, "set exactly one of local, sftp and dropbox", "dropbox needs app_key, app_secret and refresh_token",
+		`"ssh-ed25519 AAAA" is not an age public key`} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("problems lack %q:\n%v", w, err)
+		}
+	}
+}

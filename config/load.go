@@ -177,6 +177,9 @@ func (l *loader) walk(n *yaml.Node, t reflect.Type, path []string) {
 	if len(path) > 0 {
 		l.lines[key] = n.Line
 	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	switch {
 	case t.Kind() == reflect.Struct && t != reflect.TypeOf(time.Time{}):
 		if n.Kind != yaml.MappingNode {
@@ -354,15 +357,35 @@ func setFromString(v reflect.Value, raw string) error {
 	return nil
 }
 
-// readSecretFiles fills each Secret field X from its sibling X_file.
+// readSecretFiles fills each Secret field X from its sibling X_file, in
+// sections, lists of sections and optional sections alike.
 func (l *loader) readSecretFiles(v reflect.Value, path []string) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			l.readSecretFiles(v.Elem(), path)
+		}
+		return
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Struct {
+			for i := 0; i < v.Len(); i++ {
+				p := append([]string(nil), path...)
+				p[len(p)-1] = fmt.Sprintf("%s[%d]", p[len(p)-1], i)
+				l.readSecretFiles(v.Index(i), p)
+			}
+		}
+		return
+	case reflect.Struct:
+	default:
+		return
+	}
 	t := v.Type()
 	fields := yamlFields(t)
 	for i := 0; i < t.NumField(); i++ {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 		p := append(append([]string(nil), path...), name)
 		fv := v.Field(i)
-		if fv.Kind() == reflect.Struct {
+		if k := fv.Kind(); k == reflect.Struct || k == reflect.Pointer || k == reflect.Slice {
 			l.readSecretFiles(fv, p)
 			continue
 		}

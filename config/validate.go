@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"regexp"
@@ -84,6 +85,7 @@ func (l *loader) validate(c *Config, purpose Purpose) {
 	if !strings.HasPrefix(c.Docker.StateDir, "/") {
 		l.add("docker.state_dir", "%q should be an absolute path", c.Docker.StateDir)
 	}
+	l.validateBackups(c.Backups)
 	if c.HTTP.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
 			l.add("http.listen", "%q is not an address like 127.0.0.1:8079", c.HTTP.Listen)
@@ -112,4 +114,52 @@ func checkURL(raw string) string {
 		return "should be the server's address only, without ?query or #fragment"
 	}
 	return ""
+}
+
+func (l *loader) validateBackups(b Backups) {
+	names := map[string]bool{}
+	for i, d := range b.Destinations {
+		key := fmt.Sprintf("backups.destinations[%d]", i)
+		if d.Name == "" {
+			l.add("backups.destinations", "destination %d has no name", i+1)
+		} else if names[d.Name] {
+			l.add("backups.destinations", "two destinations are called %q", d.Name)
+		}
+		names[d.Name] = true
+		kinds := 0
+		if d.Local != nil {
+			kinds++
+			if !strings.HasPrefix(d.Local.Path, "/") {
+				l.add("backups.destinations", "%s (%s): local.path %q should be an absolute path", key, d.Name, d.Local.Path)
+			}
+		}
+		if s := d.SFTP; s != nil {
+			kinds++
+			if _, _, err := net.SplitHostPort(s.Addr); err != nil {
+				l.add("backups.destinations", "%s (%s): sftp.addr %q should be host:port", key, d.Name, s.Addr)
+			}
+			for _, f := range []struct{ k, v string }{{"user", s.User}, {"key_file", s.KeyFile}, {"known_hosts", s.KnownHosts}} {
+				if f.v == "" {
+					l.add("backups.destinations", "%s (%s): sftp.%s is missing", key, d.Name, f.k)
+				}
+			}
+		}
+		if x := d.Dropbox; x != nil {
+			kinds++
+			if x.AppKey == "" || x.AppSecret == "" || x.RefreshToken == "" {
+				l.add("backups.destinations", "%s (%s): dropbox needs app_key, app_secret and refresh_token", key, d.Name)
+			}
+		}
+		if kinds != 1 {
+			l.add("backups.destinations", "%s (%s): set exactly one of local, sftp and dropbox", key, d.Name)
+		}
+	}
+	for _, r := range b.Encryption.Recipients {
+		if !strings.HasPrefix(r, "age1") {
+			l.add("backups.encryption.recipients", "%q is not an age public key (age1…)", r)
+		}
+	}
+	if r := b.Retention; r.KeepLast < 0 || r.Daily < 0 || r.Weekly < 0 || r.Monthly < 0 {
+		l.add("backups.retention", "counts cannot be negative")
+	}
 }

@@ -178,11 +178,11 @@ Without --config, /etc/summoner/config.yml is read if it exists; SUMMONER_*
 variables override the file (SUMMONER_CHAT_URL, SUMMONER_CHAT_TOKEN, ...).
 
 `, versionString())
-	engine, err := newEngine(config.Defaults(), nil)
+	svc, err := newServices(config.Defaults(), nil)
 	if err != nil {
 		return err
 	}
-	rt, _, err := newRouter(config.Defaults(), nil, engine, nil)
+	rt, _, err := newRouter(config.Defaults(), nil, svc, nil)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/config"
 	"github.com/summoner-bot/summoner/minions"
+	"github.com/summoner-bot/summoner/storage"
 )
 
 func newLogger(c config.Log, w io.Writer, quiet bool) *slog.Logger {
@@ -42,11 +43,38 @@ func newLogger(c config.Log, w io.Writer, quiet bool) *slog.Logger {
 
 // newRouter builds the command tree every front end shares. levelOf may be
 // nil to use the configured permissions.
-func newRouter(cfg config.Config, poster chat.Poster, engine *minions.Engine, log *slog.Logger, opts ...func(*commands.Options)) (*commands.Router, *commands.Registry, error) {
+// services are the domain services the commands drive.
+type services struct {
+	engine *minions.Engine
+	repo   *storage.Repository // nil without backup destinations
+}
+
+// newServices builds the engine and the backup repository from config.
+func newServices(cfg config.Config, log *slog.Logger) (services, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	reg, err := commands.NewRegistry(commands.MinionCommands(engine)...)
+	engine, err := newEngine(cfg, log.With("component", "minions"))
+	if err != nil {
+		return services{}, err
+	}
+	repo, err := newRepository(cfg, log.With("component", "storage"))
+	if err != nil {
+		return services{}, err
+	}
+	return services{engine: engine, repo: repo}, nil
+}
+
+func newRouter(cfg config.Config, poster chat.Poster, svc services, log *slog.Logger, opts ...func(*commands.Options)) (*commands.Router, *commands.Registry, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var repo commands.BackupRepo
+	if svc.repo != nil {
+		repo = svc.repo
+	}
+	defs := append(commands.MinionCommands(svc.engine), commands.BackupCommands(repo)...)
+	reg, err := commands.NewRegistry(defs...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -107,11 +135,11 @@ func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, s
 		sh.Prompt = "summoner> "
 		fmt.Fprintf(stdout, "Summoner %s. Type `help` for the commands, `exit` to leave.\n", versionString())
 	}
-	engine, err := newEngine(cfg, log.With("component", "minions"))
+	svc, err := newServices(cfg, log)
 	if err != nil {
 		return err
 	}
-	rt, _, err := newRouter(cfg, sh, engine, log, asAdmin)
+	rt, _, err := newRouter(cfg, sh, svc, log, asAdmin)
 	if err != nil {
 		return err
 	}
@@ -123,11 +151,11 @@ func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, s
 func runOnce(ctx context.Context, cfg config.Config, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr, true)
 	sh := &shell.Shell{Out: stdout, User: localUser()}
-	engine, err := newEngine(cfg, log.With("component", "minions"))
+	svc, err := newServices(cfg, log)
 	if err != nil {
 		return err
 	}
-	rt, _, err := newRouter(cfg, sh, engine, log, asAdmin)
+	rt, _, err := newRouter(cfg, sh, svc, log, asAdmin)
 	if err != nil {
 		return err
 	}
@@ -192,11 +220,11 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err := checkLogin(ctx, mm, cfg, log); err != nil {
 		return err
 	}
-	engine, err := newEngine(cfg, log.With("component", "minions"))
+	svc, err := newServices(cfg, log)
 	if err != nil {
 		return err
 	}
-	rt, _, err := newRouter(cfg, mm, engine, log.With("component", "commands"))
+	rt, _, err := newRouter(cfg, mm, svc, log.With("component", "commands"))
 	if err != nil {
 		return err
 	}
@@ -237,7 +265,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	g.Go(func() error {
 		ops(gctx, fmt.Sprintf("Summoner %s is up.", versionString()))
-		summonApplications(gctx, engine, cfg.Summoner.Applications, log, ops)
+		summonApplications(gctx, svc.engine, cfg.Summoner.Applications, log, ops)
 		return nil
 	})
 	err = g.Wait()

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 
+	"filippo.io/age"
+
 	"github.com/summoner-bot/summoner/storage"
 )
 
@@ -157,6 +159,14 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend, o Options)
 		}
 	})
 
+	t.Run("repository round trip", func(t *testing.T) {
+		for _, encrypted := range []bool{false, true} {
+			t.Run(fmt.Sprintf("encrypted=%v", encrypted), func(t *testing.T) {
+				repoRoundTrip(t, newBackend(t), o.Size, encrypted)
+			})
+		}
+	})
+
 	t.Run("names cannot escape", func(t *testing.T) {
 		b := newBackend(t)
 		for _, n := range []string{"../escape", "/abs", "a/../../b"} {
@@ -242,5 +252,61 @@ func assertGone(t *testing.T, b storage.Backend, prefix, name string) {
 	}
 	if _, err := b.Open(context.Background(), name); !storage.IsNotExist(err) {
 		t.Fatalf("Open after a failed save: %v, want ErrNotExist", err)
+	}
+}
+
+// repoRoundTrip stores size bytes through a Repository on b, lists,
+// verifies, reads back byte-identical, and prunes it away.
+func repoRoundTrip(t *testing.T, b storage.Backend, size int64, encrypted bool) {
+	ctx := context.Background()
+	o := storage.Options{Backends: []storage.Backend{b}, Version: "test"}
+	if encrypted {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Recipients, o.Identities = []string{id.Recipient().String()}, []age.Identity{id}
+	}
+	repo, err := storage.NewRepository(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.New()
+	res, err := repo.Store(ctx, storage.Meta{Minion: "wekan", Kind: storage.KindDump, DBKind: "mongodb"}, io.TeeReader(Stream(7, size), want))
+	if err != nil {
+		t.Fatalf("Store: %v", err)
+	}
+	if res.Manifest.Payload.Size != size || res.Manifest.Payload.SHA256 != fmt.Sprintf("%x", want.Sum(nil)) {
+		t.Fatalf("manifest payload %+v", res.Manifest.Payload)
+	}
+	list, errs := repo.List(ctx, "wekan")
+	if len(errs) > 0 || len(list) != 1 || list[0].Manifest.ID != res.Manifest.ID {
+		t.Fatalf("List = %+v, %v", list, errs)
+	}
+	_, checks, err := repo.Verify(ctx, res.Manifest.ID)
+	if err != nil || len(checks) != 1 || checks[0].Err != nil || !checks[0].Decrypted {
+		t.Fatalf("Verify = %+v, %v", checks, err)
+	}
+	rc, _, err := repo.Open(ctx, res.Manifest.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sha256.New()
+	n, err := io.Copy(got, rc)
+	rc.Close()
+	if err != nil || n != size || !bytes.Equal(got.Sum(nil), want.Sum(nil)) {
+		t.Fatalf("read back %d of %d bytes, err %v, equal %v", n, size, err, bytes.Equal(got.Sum(nil), want.Sum(nil)))
+	}
+	files, err := b.List(ctx, res.Manifest.ID+"/")
+	if err != nil || len(files) != 2 {
+		t.Fatalf("files of the backup: %+v, %v", files, err)
+	}
+	for _, f := range files {
+		if err := b.Remove(ctx, f.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if list, _ := repo.List(ctx, "wekan"); len(list) != 0 {
+		t.Fatalf("after removal List = %+v", list)
 	}
 }

@@ -1,0 +1,69 @@
+package storage
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Verification is the last verify of one copy.
+type Verification struct {
+	At  time.Time `json:"at"`
+	OK  bool      `json:"ok"`
+	Err string    `json:"err,omitempty"`
+}
+
+// verifyLog remembers verify results per backup and destination, in a small
+// JSON file, so `backups` can say when each copy was last checked.
+type verifyLog struct {
+	mu   sync.Mutex
+	path string
+}
+
+func (v *verifyLog) load() map[string]Verification {
+	out := map[string]Verification{}
+	if v == nil || v.path == "" {
+		return out
+	}
+	data, err := os.ReadFile(v.path)
+	if err == nil {
+		_ = json.Unmarshal(data, &out)
+	}
+	return out
+}
+
+func (v *verifyLog) record(id string, checks []CopyCheck, at time.Time) error {
+	if v == nil || v.path == "" {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	all := v.load()
+	for _, c := range checks {
+		r := Verification{At: at.UTC(), OK: c.Err == nil}
+		if c.Err != nil {
+			r.Err = c.Err.Error()
+		}
+		all[id+"@"+c.Backend] = r
+	}
+	data, err := json.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(v.path), 0o700); err != nil {
+		return err
+	}
+	tmp := v.path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, v.path)
+}
+
+// LastVerified is the last verify of a backup's copy on a destination.
+func (r *Repository) LastVerified(id, backend string) (Verification, bool) {
+	v, ok := r.vlog.load()[id+"@"+backend]
+	return v, ok
+}
