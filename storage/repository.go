@@ -299,7 +299,7 @@ func encode(w io.Writer, src io.Reader, recipients []age.Recipient) error {
 	}
 	// Two goroutines and a 4 MiB window keep memory bounded whatever the
 	// size; the default would scale with the machine's cores.
-	zw, err := zstd.NewWriter(enc, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2), zstd.WithWindowSize(4<<20))
+	zw, err := zstd.NewWriter(enc, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(4), zstd.WithWindowSize(4<<20))
 	if err != nil {
 		return err
 	}

@@ -470,7 +470,7 @@ func (s *SFTP) handshake(nc net.Conn) (*sftpConn, error) {
 		return nil, fmt.Errorf("connecting to %s: %w", s.cfg.Addr, err)
 	}
 	client := ssh.NewClient(sc, chans, reqs)
-	sc2, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
+	sc2, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true), sftp.MaxPacketUnchecked(250<<10))
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("starting SFTP on %s (is the sftp subsystem enabled?): %w", s.cfg.Addr, err)
