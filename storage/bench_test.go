@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -156,6 +157,14 @@ func TestStoreBenchChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	if p := env("STOREBENCH_PROFILE"); p != "" {
+		pf, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pprof.StartCPUProfile(pf)
+		defer pprof.StopCPUProfile()
+	}
 	res, err := repo.Store(context.Background(), storage.Meta{Minion: "bench", Kind: storage.KindDump}, f)
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Kinds of backups.
@@ -297,18 +296,8 @@ func encode(w io.Writer, src io.Reader, recipients []age.Recipient) error {
 			return fmt.Errorf("starting encryption: %w", err)
 		}
 	}
-	// Two goroutines and a 4 MiB window keep memory bounded whatever the
-	// size; the default would scale with the machine's cores.
-	zw, err := zstd.NewWriter(enc, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(4), zstd.WithWindowSize(4<<20))
-	if err != nil {
+	if err := compressFrames(enc, src); err != nil {
 		return err
-	}
-	if _, err := io.Copy(zw, src); err != nil {
-		zw.Close()
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("compressing: %w", err)
 	}
 	if err := enc.Close(); err != nil {
 		return fmt.Errorf("encrypting: %w", err)
