@@ -39,7 +39,7 @@ func TestRepositoryOverSFTPWhenTheServerDies(t *testing.T) {
 	if err == nil {
 		t.Fatal("a backup succeeded though the server died during it")
 	}
-	if !strings.Contains(err.Error(), "failed") || !strings.Contains(err.Error(), "connection lost") {
+	if !strings.Contains(err.Error(), "failed") || !strings.Contains(err.Error(), "on sftp:") {
 		t.Fatalf("the failure does not say what happened: %v", err)
 	}
 
