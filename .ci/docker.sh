@@ -392,6 +392,30 @@ EOF
 
 # --- main ------------------------------------------------------------------
 
+# compose_install builds docker compose v2 from the Go module proxy once
+# (Debian has only the old Python v1) and installs it as a CLI plugin, so
+# tests can check that `docker compose ls` sees Summoner's stacks.
+COMPOSE_VERSION=v2.40.3
+COMPOSE_BIN=$CACHE/bin/docker-compose-$COMPOSE_VERSION
+compose_install() {
+  if [ ! -x "$COMPOSE_BIN" ]; then
+    log "building docker compose $COMPOSE_VERSION (once)"
+    local dir src
+    dir=$(cd "$CACHE" && GOFLAGS= GOWORK=off go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$dir" ] || die "docker compose module download failed"
+    src=$CACHE/compose-src
+    rm -rf "$src"
+    cp -r "$dir" "$src"
+    chmod -R u+w "$src"
+    (cd "$src" && GOFLAGS=-mod=mod GOWORK=off go build -o "$COMPOSE_BIN.part" ./cmd) >&2 || die "building docker compose failed"
+    mv "$COMPOSE_BIN.part" "$COMPOSE_BIN"
+    rm -rf "$src"
+  fi
+  mkdir -p /usr/local/lib/docker/cli-plugins
+  install -m 0755 "$COMPOSE_BIN" /usr/local/lib/docker/cli-plugins/docker-compose
+}
+
 cmd=${1:-}
 case "$cmd" in
 start)
@@ -406,6 +430,10 @@ images)
   lock
   images
   ;;
+compose)
+  lock
+  compose_install
+  ;;
 env)
   write_env
   ;;
@@ -415,6 +443,7 @@ all)
   docker_start
   registry_start
   images
+  compose_install
   write_env
   log "ready in $((SECONDS - t0))s; env file: $ENV_FILE"
   ;;
@@ -424,7 +453,7 @@ stop)
   docker_stop
   ;;
 *)
-  echo "usage: $0 start|registry|images|env|all|stop" >&2
+  echo "usage: $0 start|registry|images|compose|env|all|stop" >&2
   exit 2
   ;;
 esac

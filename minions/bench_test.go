@@ -23,7 +23,8 @@ func BenchmarkSummonVsDockerRun(b *testing.B) {
 	if err := f.e.Banish(ctx, testMinion, true); err != nil {
 		b.Fatal(err)
 	}
-	var summon, run []time.Duration
+	hasCompose := exec.Command("docker", "compose", "version").Run() == nil
+	var summon, run, compose []time.Duration
 	for range b.N {
 		start := time.Now()
 		f.summon(b, "")
@@ -33,6 +34,9 @@ func BenchmarkSummonVsDockerRun(b *testing.B) {
 		}
 
 		run = append(run, dockerRunSequence(b, f))
+		if hasCompose {
+			compose = append(compose, composeUp(b, f))
+		}
 	}
 	p50 := func(ds []time.Duration) float64 {
 		slices.Sort(ds)
@@ -42,6 +46,48 @@ func BenchmarkSummonVsDockerRun(b *testing.B) {
 	b.ReportMetric(s, "summon-p50-ms")
 	b.ReportMetric(r, "docker-run-p50-ms")
 	b.ReportMetric(s/r, "ratio")
+	if hasCompose {
+		c := p50(compose)
+		b.ReportMetric(c, "compose-up-wait-p50-ms")
+		b.ReportMetric(s/c, "ratio-to-compose")
+	}
+}
+
+// composeUp starts the minion's own compose file with `docker compose up
+// -d --wait` (which waits for the database's health check and for the web
+// container to run) and then for the web app to answer, like summon does.
+func composeUp(b *testing.B, f *fixture) time.Duration {
+	data := b.TempDir()
+	for _, img := range []string{"summoner/testapp:1.0", "postgres:15.10"} {
+		src := f.d.Registry + "/" + img
+		if !strings.Contains(img, "/") {
+			src = f.d.Registry + "/library/" + img
+		}
+		docker(b, "tag", src, img) // compose pulls nothing when the tag is local
+	}
+	env := append(os.Environ(), "VERSION=1.0", "HTTP_PORT="+f.port, "DATA="+filepath.Join(data, "app"),
+		"DB_DATA="+filepath.Join(data, "db"), "DB_PASSWORD=benchpw")
+	compose := func(args ...string) {
+		cmd := exec.Command("docker", append([]string{"compose", "-p", "bench-compose", "-f", "testdata/minions/testmin/compose.yml"}, args...)...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("docker compose %v: %v\n%s", args, err, out)
+		}
+	}
+	defer compose("down", "-v", "--timeout", "1")
+	start := time.Now()
+	compose("up", "-d", "--wait")
+	for {
+		if resp, err := http.Get("http://127.0.0.1:" + f.port + "/"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Since(start) > time.Minute {
+			b.Fatal("the compose stack did not answer within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
 }
 
 func docker(b *testing.B, args ...string) string {

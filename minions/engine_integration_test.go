@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -121,6 +122,8 @@ func TestSummonLifecycle(t *testing.T) {
 	if !names["testmin-it.summoner.test"] || !names["postgres-testmin-it.summoner.test"] || len(names) != 2 {
 		t.Fatalf("containers %v, want the seed's names", names)
 	}
+
+	composeSeesIt(t)
 
 	st, err := f.e.Status(ctx, testMinion)
 	if err != nil || len(st) != 1 || len(st[0].Services) != 2 {
@@ -316,5 +319,26 @@ func TestSecondSummonWhileOneRuns(t *testing.T) {
 	}
 	if err := <-first; err != nil {
 		t.Fatalf("first summon: %v", err)
+	}
+}
+
+// composeSeesIt checks that `docker compose ls` and `ps` list the stack,
+// so people who know compose can use it on what Summoner made.
+func composeSeesIt(t *testing.T) {
+	t.Helper()
+	if err := exec.Command("docker", "compose", "version").Run(); err != nil {
+		if os.Getenv("SUMMONER_INTEGRATION") == "1" {
+			t.Fatal("docker compose v2 is missing (bash .ci/docker.sh compose installs it)")
+		}
+		t.Log("skipping the docker compose check: no docker compose v2 here")
+		return
+	}
+	out, err := exec.Command("docker", "compose", "ls", "--format", "json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"Name":"testmin"`) || !strings.Contains(string(out), "running(2)") {
+		t.Fatalf("docker compose ls does not show the minion: %v\n%s", err, out)
+	}
+	out, err = exec.Command("docker", "compose", "-p", testMinion, "ps", "--format", "{{.Service}}").CombinedOutput()
+	if err != nil || strings.Fields(string(out)) == nil || len(strings.Fields(string(out))) != 2 {
+		t.Fatalf("docker compose ps: %v\n%s", err, out)
 	}
 }

@@ -461,6 +461,11 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 	labels[labelService] = s.Name
 	labels["com.docker.compose.oneoff"] = "False"
 	labels["com.docker.compose.container-number"] = "1"
+	// docker compose ls and ps only see containers with these.
+	labels["com.docker.compose.config-hash"] = sp.Hash
+	labels["com.docker.compose.version"] = "summoner"
+	labels["com.docker.compose.project.working_dir"] = values["DATA"]
+	labels["com.docker.compose.project.config_files"] = m.source + "/" + m.Name + "/compose.yml"
 	if sp.Role == RoleDB {
 		labels[LabelDB] = m.Database.Kind
 	}

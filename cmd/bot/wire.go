@@ -164,6 +164,7 @@ func runOnce(ctx context.Context, cfg config.Config, name string, args []string,
 	msg := chat.Message{ID: "cli", Text: text, User: sh.User, Channel: shell.Channel, At: now, Received: now}
 	out := rt.Execute(ctx, msg)
 	if out == commands.Pending {
+		fmt.Fprint(stdout, "Type the code to go ahead (Enter cancels): ")
 		answer, _ := bufio.NewReader(stdin).ReadString('\n')
 		answer = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(answer), "confirm"))
 		if answer == "" {
