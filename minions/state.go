@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/summoner-bot/summoner/internal/atomicfile"
 )
 
 // State is what Summoner remembers about a summoned minion between runs:
@@ -55,36 +57,12 @@ func (s *StateStore) Load(minion string) (*State, error) {
 
 // Save writes the state atomically with mode 0600.
 func (s *StateStore) Save(minion string, st *State) error {
-	dir := filepath.Dir(s.path(minion))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("saving the state of %s: %w", minion, err)
-	}
 	st.Updated = time.Now().UTC()
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".state-*")
-	if err != nil {
-		return fmt.Errorf("saving the state of %s: %w", minion, err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), s.path(minion)); err != nil {
+	if err := atomicfile.Write(s.path(minion), data, 0o600); err != nil {
 		return fmt.Errorf("saving the state of %s: %w", minion, err)
 	}
 	return nil

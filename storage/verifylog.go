@@ -3,9 +3,10 @@ package storage
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/summoner-bot/summoner/internal/atomicfile"
 )
 
 // Verification is the last verify of one copy.
@@ -52,14 +53,7 @@ func (v *verifyLog) record(id string, checks []CopyCheck, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(v.path), 0o700); err != nil {
-		return err
-	}
-	tmp := v.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, v.path)
+	return atomicfile.Write(v.path, data, 0o600)
 }
 
 // LastVerified is the last verify of a backup's copy on a destination.

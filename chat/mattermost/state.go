@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/summoner-bot/summoner/internal/atomicfile"
 )
 
 // cursors remembers, per channel, up to which post (by creation time, Unix
@@ -123,7 +124,7 @@ func (c *cursors) flush() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(c.path, data); err != nil {
+	if err := atomicfile.Write(c.path, data, 0o600); err != nil {
 		c.mu.Lock()
 		c.dirty = true
 		c.mu.Unlock()
@@ -133,30 +134,6 @@ func (c *cursors) flush() error {
 	c.saved = snap
 	c.mu.Unlock()
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // seenSet remembers recently handled post IDs so a post that arrives both

@@ -1,6 +1,7 @@
 package mattermost
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -125,7 +126,7 @@ func TestCursorsHoldBackForRunningCommands(t *testing.T) {
 
 func TestDamagedStateIsSetAside(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
-	if err := writeFileAtomic(path, []byte("{not json")); err != nil {
+	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := loadCursors(path)
