@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -22,7 +23,9 @@ import (
 
 // Options tune the suite.
 type Options struct {
-	// Size of the large stream; default 200 MiB, 16 MiB with -short.
+	// Size of the large stream; default 200 MiB in CI
+	// (SUMMONER_INTEGRATION=1), 16 MiB otherwise or with -short, so a
+	// plain `go test ./...` stays quick.
 	Size int64
 }
 
@@ -30,9 +33,9 @@ type Options struct {
 // over empty storage each time.
 func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend, o Options) {
 	if o.Size == 0 {
-		o.Size = 200 << 20
-		if testing.Short() {
-			o.Size = 16 << 20
+		o.Size = 16 << 20
+		if os.Getenv("SUMMONER_INTEGRATION") == "1" && !testing.Short() {
+			o.Size = 200 << 20
 		}
 	}
 	ctx := context.Background()
