@@ -75,6 +75,19 @@ func TestMinionFromChat(t *testing.T) {
 		return ""
 	}
 
+	// Mistakes get one clear reply and leave nothing behind.
+	for _, tc := range []struct{ cmd, want string }{
+		{"summon wekann", `There is no minion called "wekann"`},
+		{"summon testmin 9.9 HTTP_PORT=" + hostPort, "does not exist in the registry"},
+	} {
+		if r := say(op, tc.cmd, final(tc.want, "wrong")); !strings.Contains(r, tc.want) {
+			t.Fatalf("%s: %q", tc.cmd, r)
+		}
+		if n := len(d.Containers(t, minion)); n != 0 {
+			t.Fatalf("%s left %d containers", tc.cmd, n)
+		}
+	}
+
 	r := say(op, "summon testmin HTTP_PORT="+hostPort, final("is up", "went wrong", "failed", "cannot"))
 	if !strings.Contains(r, "testmin 1.0 is up: https://testmin.chat.summoner.test (also on port "+hostPort+" of this server)") {
 		t.Fatalf("summon reply: %q", r)
