@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -313,5 +314,5 @@ func (e *Engine) Banish(ctx context.Context, name string, purge bool) error {
 
 // DataDirs are the folders holding a minion's data.
 func (e *Engine) DataDirs(m *Minion) []string {
-	return []string{e.o.VSRoot + "/" + m.Name, e.o.DBSRoot + "/" + m.Name}
+	return []string{filepath.Join(e.o.VSRoot, m.Name), filepath.Join(e.o.DBSRoot, m.Name)}
 }
