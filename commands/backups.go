@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/summoner-bot/summoner/internal/human"
 	"github.com/summoner-bot/summoner/storage"
 )
 
@@ -114,7 +115,7 @@ func renderBackups(repo BackupRepo, list []storage.Backup, errs []error, now tim
 					if !v.OK {
 						mark = "✗"
 					}
-					checks = append(checks, fmt.Sprintf("%s %s ago", mark, humanAge(now.Sub(v.At))))
+					checks = append(checks, fmt.Sprintf("%s %s ago", mark, human.Age(now.Sub(v.At))))
 				}
 			}
 			verified := "at upload"
@@ -125,7 +126,7 @@ func renderBackups(repo BackupRepo, list []storage.Backup, errs []error, now tim
 			if len(m.Encryption) > 0 {
 				lock = " 🔒"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s%s | %s | %s |\n", m.ID, humanAge(now.Sub(m.Created)), humanSize(uint64(m.Stored.Size)), lock, strings.Join(bk.Copies, ", "), verified)
+			fmt.Fprintf(&b, "| %s | %s | %s%s | %s | %s |\n", m.ID, human.Age(now.Sub(m.Created)), human.Bytes(m.Stored.Size), lock, strings.Join(bk.Copies, ", "), verified)
 		}
 	}
 	for _, err := range errs {
@@ -143,9 +144,9 @@ func renderVerify(id string, m *storage.Manifest, checks []storage.CopyCheck) st
 			bad++
 			fmt.Fprintf(&b, "✗ %s: %v\n", c.Backend, c.Err)
 		case !c.Decrypted:
-			fmt.Fprintf(&b, "✓ %s: the stored bytes match (%s); not decrypted: no identity_file is configured\n", c.Backend, humanSize(uint64(m.Stored.Size)))
+			fmt.Fprintf(&b, "✓ %s: the stored bytes match (%s); not decrypted: no identity_file is configured\n", c.Backend, human.Bytes(m.Stored.Size))
 		default:
-			fmt.Fprintf(&b, "✓ %s: %s stored, %s after decompression; both hashes match\n", c.Backend, humanSize(uint64(m.Stored.Size)), humanSize(uint64(m.Payload.Size)))
+			fmt.Fprintf(&b, "✓ %s: %s stored, %s after decompression; both hashes match\n", c.Backend, human.Bytes(m.Stored.Size), human.Bytes(m.Payload.Size))
 		}
 	}
 	head := fmt.Sprintf("%s: all %d copies are good.\n", id, len(checks))

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/summoner-bot/summoner/internal/human"
 	"github.com/summoner-bot/summoner/minions"
 )
 
@@ -280,7 +281,7 @@ func renderStatus(st []minions.MinionStatus, now time.Time) string {
 		for _, s := range m.Services {
 			up := "-"
 			if s.State == "running" && !s.Since.IsZero() {
-				up = humanAge(now.Sub(s.Since))
+				up = human.Age(now.Sub(s.Since))
 			}
 			health := s.Health
 			if health == "" {
@@ -288,7 +289,7 @@ func renderStatus(st []minions.MinionStatus, now time.Time) string {
 			}
 			mem := "-"
 			if s.MemBytes > 0 {
-				mem = humanSize(s.MemBytes)
+				mem = human.Bytes(int64(s.MemBytes))
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.1f%% | %s |\n", s.Service, s.Container, s.State, health, s.Image, up, s.CPUPercent, mem)
 		}
@@ -315,26 +316,4 @@ func renderVersions(name string, vs []string, current string) string {
 		fmt.Fprintf(&b, "- %s%s\n", v, mark)
 	}
 	return strings.TrimRight(b.String(), "\n")
-}
-
-func humanAge(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
-func humanSize(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", n>>10)
 }

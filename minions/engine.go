@@ -27,6 +27,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/summoner-bot/summoner/internal/human"
 )
 
 // Docker is the part of the Docker Engine API the engine uses; the real
@@ -387,7 +389,7 @@ func (e *Engine) pull(ctx context.Context, s *ServicePlan, always bool, say func
 			for _, l := range layers {
 				cur, total = cur+l[0], total+l[1]
 			}
-			say("Pulling %s: %d%% of %s", s.Pull, cur*100/total, humanBytes(total))
+			say("Pulling %s: %d%% of %s", s.Pull, cur*100/total, human.Bytes(total))
 		}
 	}
 	return nil
@@ -667,18 +669,6 @@ func redact(text string, secrets []string) string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // secretsOf is every secret value of a minion, for redaction.
