@@ -15,7 +15,7 @@ type BackupRepo interface {
 	List(ctx context.Context, minion string) ([]storage.Backup, []error)
 	Verify(ctx context.Context, id string) (*storage.Manifest, []storage.CopyCheck, error)
 	Prune(ctx context.Context, minion string, dryRun bool) ([]storage.Removal, error)
-	LastVerified(id, backend string) (storage.Verification, bool)
+	Verifications() storage.Verifications
 }
 
 // BackupCommands list, verify and prune backups. repo may be nil when no
@@ -106,11 +106,12 @@ func renderBackups(repo BackupRepo, list []storage.Backup, errs []error, now tim
 		b.WriteString("No backups yet.")
 	} else {
 		b.WriteString("| id | age | size | where | verified |\n|---|---|---|---|---|\n")
+		lastChecks := repo.Verifications()
 		for _, bk := range list {
 			m := bk.Manifest
 			var checks []string
 			for _, c := range bk.Copies {
-				if v, ok := repo.LastVerified(m.ID, c); ok {
+				if v, ok := lastChecks.Of(m.ID, c); ok {
 					mark := "✓"
 					if !v.OK {
 						mark = "✗"

@@ -23,8 +23,8 @@ type verifyLog struct {
 	path string
 }
 
-func (v *verifyLog) load() map[string]Verification {
-	out := map[string]Verification{}
+func (v *verifyLog) load() Verifications {
+	out := Verifications{}
 	if v == nil || v.path == "" {
 		return out
 	}
@@ -56,8 +56,14 @@ func (v *verifyLog) record(id string, checks []CopyCheck, at time.Time) error {
 	return atomicfile.Write(v.path, data, 0o600)
 }
 
-// LastVerified is the last verify of a backup's copy on a destination.
-func (r *Repository) LastVerified(id, backend string) (Verification, bool) {
-	v, ok := r.vlog.load()[id+"@"+backend]
-	return v, ok
+// Verifications are the last verify results, per backup copy.
+type Verifications map[string]Verification
+
+// Of is the last verify of a backup's copy on a destination.
+func (v Verifications) Of(id, backend string) (Verification, bool) {
+	r, ok := v[id+"@"+backend]
+	return r, ok
 }
+
+// Verifications reads the verify log once, for a whole listing.
+func (r *Repository) Verifications() Verifications { return r.vlog.load() }
