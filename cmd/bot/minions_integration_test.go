@@ -13,33 +13,47 @@ import (
 	"github.com/summoner-bot/summoner/internal/mmtest"
 )
 
-// TestMinionFromChat drives a two-container test minion from the real
-// Mattermost through the real bot binary and the real Docker engine.
-func TestMinionFromChat(t *testing.T) {
+const minion = "testmin"
+
+// minionEnv gives a test the real Mattermost and Docker, with no test
+// minion left from an earlier run, and a folder for the bot's data.
+func minionEnv(t *testing.T) (*mmtest.Env, *dockertest.Env, string) {
+	t.Helper()
 	e := mmtest.FromEnv(t)
 	d := dockertest.Require(t)
-	const minion = "testmin"
 	d.RemoveMinion(t, minion)
 	t.Cleanup(func() { d.RemoveMinion(t, minion) })
+	return e, d, t.TempDir()
+}
 
-	ch := e.NewChannel(t)
-	op := e.Client(t, e.Operator)
-	dir := t.TempDir()
-	vsroot, dbsroot := filepath.Join(dir, "volumes"), filepath.Join(dir, "databases")
+// minionDaemonEnv is the environment of a bot that summons the test
+// minions through the local registry, keeping everything under dir.
+func minionDaemonEnv(t *testing.T, e *mmtest.Env, d *dockertest.Env, dir, domain string) []string {
+	t.Helper()
 	minionsDir, err := filepath.Abs("../../minions/testdata/minions")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, port := freePort(t), freePort(t)
-	_, hostPort, _ := strings.Cut(port, ":")
-	startDaemon(t, []string{
+	return []string{
 		"SUMMONER_CHAT_URL=" + e.URL, "SUMMONER_CHAT_TOKEN=" + e.BotToken, "SUMMONER_CHAT_TEAM=" + e.Team,
-		"SUMMONER_HTTP_LISTEN=" + addr, "SUMMONER_CHAT_STATE_FILE=" + filepath.Join(dir, "chat.json"),
-		"SUMMONER_PERMISSIONS_OPERATORS=" + e.Operator.Username,
-		"SUMMONER_DOMAIN=chat.summoner.test", "SUMMONER_VSROOT=" + vsroot, "SUMMONER_DBSROOT=" + dbsroot,
+		"SUMMONER_CHAT_STATE_FILE=" + filepath.Join(dir, "chat.json"), "SUMMONER_DOMAIN=" + domain,
+		"SUMMONER_VSROOT=" + filepath.Join(dir, "volumes"), "SUMMONER_DBSROOT=" + filepath.Join(dir, "databases"),
 		"SUMMONER_DOCKER_MINIONS_DIR=" + minionsDir, "SUMMONER_DOCKER_REGISTRY_MIRROR=" + d.Registry,
 		"SUMMONER_DOCKER_STATE_DIR=" + filepath.Join(dir, "state"),
-	})
+	}
+}
+
+// TestMinionFromChat drives a two-container test minion from the real
+// Mattermost through the real bot binary and the real Docker engine.
+func TestMinionFromChat(t *testing.T) {
+	e, d, dir := minionEnv(t)
+	ch := e.NewChannel(t)
+	op := e.Client(t, e.Operator)
+	vsroot, dbsroot := filepath.Join(dir, "volumes"), filepath.Join(dir, "databases")
+	addr, port := freePort(t), freePort(t)
+	_, hostPort, _ := strings.Cut(port, ":")
+	startDaemon(t, append(minionDaemonEnv(t, e, d, dir, "chat.summoner.test"),
+		"SUMMONER_HTTP_LISTEN="+addr, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username))
 	waitHealthy(t, addr)
 
 	// say posts a command and returns the bot's final answer: long commands
@@ -136,27 +150,11 @@ func TestMinionFromChat(t *testing.T) {
 // TestApplicationsSummonedAtStart: the minions listed in
 // summoner.applications come up with the bot, and #ops hears about it.
 func TestApplicationsSummonedAtStart(t *testing.T) {
-	e := mmtest.FromEnv(t)
-	d := dockertest.Require(t)
-	const minion = "testmin"
-	d.RemoveMinion(t, minion)
-	t.Cleanup(func() { d.RemoveMinion(t, minion) })
+	e, d, dir := minionEnv(t)
 	ops := e.NewChannel(t)
-	dir := t.TempDir()
-	minionsDir, err := filepath.Abs("../../minions/testdata/minions")
-	if err != nil {
-		t.Fatal(err)
-	}
 	started := time.Now()
-	startDaemon(t, []string{
-		"SUMMONER_CHAT_URL=" + e.URL, "SUMMONER_CHAT_TOKEN=" + e.BotToken, "SUMMONER_CHAT_TEAM=" + e.Team,
-		"SUMMONER_CHAT_OPS_CHANNEL=" + ops.Name, "SUMMONER_HTTP_LISTEN=",
-		"SUMMONER_CHAT_STATE_FILE=" + filepath.Join(dir, "chat.json"),
-		"SUMMONER_APPLICATIONS=" + minion, "SUMMONER_DOMAIN=apps.summoner.test",
-		"SUMMONER_VSROOT=" + filepath.Join(dir, "volumes"), "SUMMONER_DBSROOT=" + filepath.Join(dir, "databases"),
-		"SUMMONER_DOCKER_MINIONS_DIR=" + minionsDir, "SUMMONER_DOCKER_REGISTRY_MIRROR=" + d.Registry,
-		"SUMMONER_DOCKER_STATE_DIR=" + filepath.Join(dir, "state"),
-	})
+	startDaemon(t, append(minionDaemonEnv(t, e, d, dir, "apps.summoner.test"),
+		"SUMMONER_CHAT_OPS_CHANNEL="+ops.Name, "SUMMONER_HTTP_LISTEN=", "SUMMONER_APPLICATIONS="+minion))
 	member := e.Client(t, e.Member)
 	deadline := time.Now().Add(90 * time.Second)
 	for {

@@ -128,20 +128,27 @@ func asAdmin(o *commands.Options) {
 	o.LevelOf = func(chat.User) commands.Level { return commands.Admin }
 }
 
-func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, stderr io.Writer) error {
+// localRouter is the command tree for the terminal: the local user is
+// admin, and only warnings are logged, since the output is the replies.
+func localRouter(cfg config.Config, sh *shell.Shell, stderr io.Writer) (*commands.Router, error) {
 	log := newLogger(cfg.Log, stderr, true)
+	svc, err := newServices(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	rt, _, err := newRouter(cfg, sh, svc, log, asAdmin)
+	return rt, err
+}
+
+func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, stderr io.Writer) error {
 	sh := &shell.Shell{In: stdin, Out: stdout, User: localUser()}
+	rt, err := localRouter(cfg, sh, stderr)
+	if err != nil {
+		return err
+	}
 	if isTerminal(stdin) {
 		sh.Prompt = "summoner> "
 		fmt.Fprintf(stdout, "Summoner %s. Type `help` for the commands, `exit` to leave.\n", versionString())
-	}
-	svc, err := newServices(cfg, log)
-	if err != nil {
-		return err
-	}
-	rt, _, err := newRouter(cfg, sh, svc, log, asAdmin)
-	if err != nil {
-		return err
 	}
 	return sh.Run(ctx, rt)
 }
@@ -149,13 +156,8 @@ func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, s
 // runOnce runs one chat command from the terminal. A command that asks for
 // confirmation reads the answer from stdin.
 func runOnce(ctx context.Context, cfg config.Config, name string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	log := newLogger(cfg.Log, stderr, true)
 	sh := &shell.Shell{Out: stdout, User: localUser()}
-	svc, err := newServices(cfg, log)
-	if err != nil {
-		return err
-	}
-	rt, _, err := newRouter(cfg, sh, svc, log, asAdmin)
+	rt, err := localRouter(cfg, sh, stderr)
 	if err != nil {
 		return err
 	}
