@@ -134,7 +134,7 @@ func MinionCommands(e MinionEngine) []Definition {
 		{
 			Name: "banish", Args: "<minion> [--purge]", Summary: "remove a minion's containers; --purge deletes its data too",
 			Level: Operator, Mutating: true,
-			Confirm: func(r *Request) (string, error) {
+			Confirm: func(_ context.Context, r *Request) (string, error) {
 				pos, flags, err := Flags(r.Args, nil, "purge")
 				if err != nil {
 					return "", err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/summoner-bot/summoner/internal/fuzzy"
 )
@@ -42,10 +43,16 @@ type Definition struct {
 	// Confirm, when set, makes the command destructive: it returns what the
 	// command is about to do, and the user must answer "confirm <code>".
 	// Returning "" means this run needs no confirmation (a flag decides).
-	Confirm func(r *Request) (string, error)
+	Confirm func(ctx context.Context, r *Request) (string, error)
+	// Timeout is how long one run may take; 0 means DefaultTimeout. Long
+	// work (summon, update) gets minutes, quick lookups seconds.
+	Timeout time.Duration
 	// Run does the work and returns the reply. A *UserError is shown as is.
 	Run func(ctx context.Context, r *Request) (string, error)
 }
+
+// DefaultTimeout is a command's deadline when its definition sets none.
+const DefaultTimeout = 30 * time.Second
 
 // Usage is the one-line synopsis.
 func (d *Definition) Usage() string {

@@ -137,7 +137,7 @@ func (rt *Router) run(ctx context.Context, r *Request, confirmed bool) Outcome {
 		return Refused
 	}
 	if def.Confirm != nil && !confirmed {
-		what, err := rt.guard(func() (string, error) { return def.Confirm(r) })
+		what, err := rt.guard(func() (string, error) { return def.Confirm(ctx, r) })
 		if err != nil {
 			return r.finish(ctx, "", err)
 		}

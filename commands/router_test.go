@@ -41,7 +41,7 @@ func newFixture(t *testing.T, mutating ...string) *fixture {
 				return "restarted " + strings.Join(r.Args, " "), nil
 			}},
 		Definition{Name: "purge", Args: "<minion>", Summary: "delete a minion's data", Level: Operator, Mutating: true,
-			Confirm: func(r *Request) (string, error) {
+			Confirm: func(_ context.Context, r *Request) (string, error) {
 				if len(r.Args) != 1 {
 					return "", Errorf("Usage: `purge <minion>`")
 				}

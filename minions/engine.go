@@ -42,6 +42,7 @@ type Docker interface {
 	ContainerStop(ctx context.Context, id string, o container.StopOptions) error
 	ContainerRestart(ctx context.Context, id string, o container.StopOptions) error
 	ContainerRemove(ctx context.Context, id string, o container.RemoveOptions) error
+	ContainerRename(ctx context.Context, id, newName string) error
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	ContainerList(ctx context.Context, o container.ListOptions) ([]container.Summary, error)
 	ContainerLogs(ctx context.Context, id string, o container.LogsOptions) (io.ReadCloser, error)

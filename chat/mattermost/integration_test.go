@@ -59,7 +59,7 @@ func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*mattermos
 		commands.Definition{Name: "deploy", Summary: "test-only operator command", Level: commands.Operator, Mutating: true,
 			Run: func(context.Context, *commands.Request) (string, error) { return "deployed", nil }},
 		commands.Definition{Name: "wipe", Summary: "test-only destructive command", Level: commands.Operator, Mutating: true,
-			Confirm: func(*commands.Request) (string, error) { return "This wipes the test data.", nil },
+			Confirm: func(context.Context, *commands.Request) (string, error) { return "This wipes the test data.", nil },
 			Run: func(context.Context, *commands.Request) (string, error) {
 				b.wiped.Add(1)
 				return "wiped", nil
