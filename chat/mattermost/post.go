@@ -20,7 +20,7 @@ const maxParts = 4
 
 // Post posts text to a channel, in a thread if to.ThreadID is set.
 func (a *Adapter) Post(ctx context.Context, to chat.Destination, text string) (chat.PostRef, error) {
-	return a.post(ctx, to, "", text)
+	return a.post(ctx, to, nil, text, true)
 }
 
 // Reply answers m in its thread, tagged so a restarted bot knows m was
@@ -29,30 +29,38 @@ func (a *Adapter) Reply(ctx context.Context, m chat.Message, text string) (chat.
 	if a.o.OnReply != nil {
 		a.o.OnReply(m, time.Now())
 	}
-	return a.post(ctx, m.ReplyTo(), m.ID, text)
+	return a.post(ctx, m.ReplyTo(), model.StringInterface{replyProp: m.ID}, text, true)
 }
 
 // post sends text, split over several posts in the thread when it is longer
 // than Mattermost allows, or attached as a file when even that is too long.
-// It returns the first post, the one progress edits go to.
-func (a *Adapter) post(ctx context.Context, to chat.Destination, replyTo, text string) (chat.PostRef, error) {
+// It returns the first post, the one progress edits go to. props tag every
+// post; retrying keeps trying while the server is away (the outbox, which
+// retries on its own, passes false).
+func (a *Adapter) post(ctx context.Context, to chat.Destination, props model.StringInterface, text string, retrying bool) (chat.PostRef, error) {
 	parts := split(text, maxRunes)
 	if len(parts) > maxParts {
-		return a.postAsFile(ctx, to, replyTo, text)
+		return a.postAsFile(ctx, to, props, text)
 	}
 	var first chat.PostRef
 	for i, part := range parts {
 		p := &model.Post{ChannelId: to.ChannelID, RootId: to.ThreadID, Message: part, PendingPostId: a.pendingID()}
-		if replyTo != "" {
-			p.SetProps(model.StringInterface{replyProp: replyTo})
+		if len(props) > 0 {
+			p.SetProps(props)
 		}
 		var created *model.Post
-		err := retry(ctx, func() (err error) {
+		send := func() (err error) {
 			// The same pending ID on every try lets the server drop a
 			// duplicate if an earlier try did land.
 			created, err = a.api.createPost(ctx, p)
 			return err
-		})
+		}
+		var err error
+		if retrying {
+			err = retry(ctx, send)
+		} else {
+			err = send()
+		}
 		if err != nil {
 			return first, fmt.Errorf("posting part %d of %d: %w", i+1, len(parts), err)
 		}
@@ -63,7 +71,7 @@ func (a *Adapter) post(ctx context.Context, to chat.Destination, replyTo, text s
 	return first, nil
 }
 
-func (a *Adapter) postAsFile(ctx context.Context, to chat.Destination, replyTo, text string) (chat.PostRef, error) {
+func (a *Adapter) postAsFile(ctx context.Context, to chat.Destination, props model.StringInterface, text string) (chat.PostRef, error) {
 	fileID, err := a.api.uploadFile(ctx, to.ChannelID, "reply.txt", []byte(text))
 	if err != nil {
 		return chat.PostRef{}, fmt.Errorf("attaching a long reply: %w", err)
@@ -71,8 +79,8 @@ func (a *Adapter) postAsFile(ctx context.Context, to chat.Destination, replyTo, 
 	lines := strings.Count(text, "\n") + 1
 	p := &model.Post{ChannelId: to.ChannelID, RootId: to.ThreadID, FileIds: model.StringArray{fileID},
 		Message: fmt.Sprintf("The answer is long (%d lines), so it is attached as reply.txt.", lines)}
-	if replyTo != "" {
-		p.SetProps(model.StringInterface{replyProp: replyTo})
+	if len(props) > 0 {
+		p.SetProps(props)
 	}
 	created, err := a.api.createPost(ctx, p)
 	if err != nil {
@@ -98,7 +106,7 @@ func (a *Adapter) Update(ctx context.Context, ref chat.PostRef, text string) err
 	if err := a.api.do(ctx, "GET", "/posts/"+ref.ID, nil, &p); err == nil && p.RootId != "" {
 		root = p.RootId
 	}
-	_, err := a.post(ctx, chat.Destination{ChannelID: ref.ChannelID, ThreadID: root}, "", text)
+	_, err := a.post(ctx, chat.Destination{ChannelID: ref.ChannelID, ThreadID: root}, nil, text, true)
 	return err
 }
 
