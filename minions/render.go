@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/interpolation"
 	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/schema"
 	"github.com/compose-spec/compose-go/v2/tree"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/distribution/reference"
@@ -113,13 +115,95 @@ type ServicePlan struct {
 	DataDirs  []string
 }
 
-// unsupported are compose keys Summoner does not run; a minion using one
-// gets a clear error rather than a silently different deployment.
-var unsupported = []string{
-	"services.*.build", "services.*.container_name", "services.*.network_mode", "services.*.networks",
-	"services.*.deploy", "services.*.extends", "services.*.links", "services.*.secrets", "services.*.configs",
-	"services.*.profiles", "services.*.privileged", "services.*.pid", "services.*.ipc", "services.*.env_file",
-	"services.*.volumes_from", "services.*.scale", "networks", "volumes", "secrets", "configs",
+// Compose keys. Every key of a minion's compose file is either applied or
+// refused by name: a minion never runs differently from what its file says.
+// appliedKeys is an allowlist on purpose (fail-closed): a key that a later
+// compose-go learns is refused until someone wires it in here and in
+// (*Plan).service, instead of being dropped without a word.
+//
+// extends is not listed: compose-go merges the extended service before
+// Summoner sees the file, and the merged keys go through the same checks.
+//
+// The values of some applied keys are checked further (privileged, cap_add,
+// security_opt, ipc, cgroup, oom_*, volumes, ports, depends_on, restart):
+// see (*Plan).refusals.
+var appliedKeys = []string{
+	"annotations", "cap_add", "cap_drop", "cgroup", "command", "cpu_period", "cpu_quota", "cpu_shares",
+	"cpus", "cpuset", "depends_on", "dns", "dns_opt", "dns_search", "domainname", "entrypoint",
+	"environment", "expose", "extra_hosts", "group_add", "healthcheck", "hostname", "image", "init",
+	"ipc", "labels", "logging", "mem_limit", "mem_reservation", "memswap_limit", "oom_kill_disable",
+	"oom_score_adj", "pids_limit", "ports", "privileged", "read_only", "restart", "security_opt",
+	"shm_size", "stdin_open", "stop_grace_period", "stop_signal", "sysctls", "tmpfs", "tty", "ulimits",
+	"user", "volumes", "working_dir",
+}
+
+// refusedSubkeys are parts of applied keys that Summoner does not apply.
+var refusedSubkeys = []string{
+	"volumes.[].bind.propagation", "volumes.[].bind.recursive", "volumes.[].consistency",
+	"ports.[].name", "ports.[].app_protocol", "depends_on.*.restart",
+}
+
+// dangerousKeys are refused because they would let a container out of its
+// box; the reason is shown to the user. Keys whose danger depends on the
+// value (network_mode: host, ipc: host, …) are explained by refusalReason.
+var dangerousKeys = map[string]string{
+	"devices":             "would let it reach the host's devices",
+	"device_cgroup_rules": "would let it reach the host's devices",
+	"gpus":                "would let it reach the host's graphics cards",
+	"cgroup_parent":       "would move it out of the limits Docker keeps containers in",
+	"use_api_socket":      "would give it the Docker socket, and so control of the whole server",
+	"volumes_from":        "would give it the files of another container, maybe not one of this minion",
+	"pid":                 "would let it see other processes than its own",
+	"userns_mode":         "would change the user namespace that keeps its root apart from the host's",
+	"uts":                 "would share the host's hostname and domain name",
+	"network_mode":        "would take it off its minion's network",
+	"external_links":      "would connect it to containers outside its minion",
+	"runtime":             "would run it with another container runtime than Docker's default",
+	"cpu_rt_runtime":      "would let it take the CPU from the rest of the server in real time",
+	"cpu_rt_period":       "would let it take the CPU from the rest of the server in real time",
+}
+
+// unsupportedNotes say what to do instead, for keys that are merely not
+// supported.
+var unsupportedNotes = map[string]string{
+	"build":          "Summoner runs published images, it builds none",
+	"container_name": "Summoner names containers itself (<minion>-<domain>)",
+	"env_file":       "put the variables under environment",
+	"networks":       "each minion gets a network of its own",
+	"deploy":         "use mem_limit, cpus and pids_limit for limits",
+	"mem_swappiness": "cgroup v2 servers ignore it",
+	"name":           "the project is always named after the minion",
+	"volumes":        "keep data in bind mounts under ${DATA} or ${DB_DATA}",
+}
+
+// refusalReason explains why a key found in a compose file is refused, and
+// whether it is a danger (else: merely not supported).
+func refusalReason(key string, value any) (reason string, danger bool) {
+	switch v := fmt.Sprint(value); {
+	case key == "network_mode" && v == "host":
+		return "would put it on the server's own network, where it can reach every local service", true
+	case key == "pid" && v == "host":
+		return "would let it see and signal every process of the server", true
+	case key == "userns_mode" && v == "host":
+		return "would turn off the user namespace that keeps its root apart from the host's", true
+	}
+	if r, ok := dangerousKeys[key]; ok {
+		return r, true
+	}
+	return unsupportedNotes[key], false
+}
+
+// supportedPaths is the allowlist for compose-go's check: the schema's
+// paths under services.*.<applied key>.
+func supportedPaths() []tree.Path {
+	var out []tree.Path
+	for _, p := range schema.AttributePaths() {
+		parts := p.Parts()
+		if len(parts) >= 3 && parts[0] == "services" && parts[1] == tree.PathMatchAll && slices.Contains(appliedKeys, parts[2]) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Render interpolates the minion's compose file with its settings and the
@@ -137,11 +221,12 @@ func Render(ctx context.Context, m *Minion, o RenderOptions) (*Plan, error) {
 		}
 		return v, ok
 	}
-	var unsupportedFound []string
-	patterns := make([]loader.UnsupportedAttributePattern, len(unsupported))
-	for i, p := range unsupported {
-		patterns[i] = loader.UnsupportedAttributePattern{Path: tree.NewPath(strings.Split(p, ".")...)}
+	var found []loader.UnsupportedAttribute
+	patterns := make([]loader.UnsupportedAttributePattern, len(refusedSubkeys))
+	for i, k := range refusedSubkeys {
+		patterns[i] = loader.UnsupportedAttributePattern{Path: tree.NewPath(append([]string{"services", tree.PathMatchAll}, strings.Split(k, ".")...)...)}
 	}
+	report := func(f []loader.UnsupportedAttribute) { found = append(found, f...) }
 	details := types.ConfigDetails{
 		WorkingDir:  o.VSRoot,
 		ConfigFiles: []types.ConfigFile{{Filename: "compose.yml", Content: m.compose}},
@@ -151,20 +236,18 @@ func Render(ctx context.Context, m *Minion, o RenderOptions) (*Plan, error) {
 		lo.SetProjectName(m.Name, true)
 		lo.SkipConsistencyCheck = false
 		lo.Interpolate = &interpolation.Options{LookupValue: lookup}
-	}, loader.WithUnsupportedAttributesCheck(patterns, func(found []loader.UnsupportedAttribute) {
-		for _, f := range found {
-			unsupportedFound = append(unsupportedFound, string(f.Path))
-		}
-	}))
+	}, loader.WithUnsupportedAttributesCheck(patterns, report), loader.WithSupportedAttributes(supportedPaths(), report))
+	// Refused keys first: loading may fail later because of one of them
+	// (an env_file that is not there), and the refusal says more.
+	if len(found) > 0 {
+		return nil, refused(m, keyProblems(found))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("minion %s: compose file: %w", m.Name, err)
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return nil, fmt.Errorf("minion %s: compose file uses ${%s}, which is no setting of the minion", m.Name, strings.Join(missing, "}, ${"))
-	}
-	if len(unsupportedFound) > 0 {
-		return nil, fmt.Errorf("minion %s: compose file uses %s, which Summoner does not support", m.Name, strings.Join(unsupportedFound, ", "))
 	}
 
 	p := &Plan{
@@ -185,6 +268,13 @@ func Render(ctx context.Context, m *Minion, o RenderOptions) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("minion %s: %w", m.Name, err)
 	}
+	var problems []string
+	for _, name := range order {
+		problems = append(problems, p.refusals(project.Services[name])...)
+	}
+	if len(problems) > 0 {
+		return nil, refused(m, problems)
+	}
 	for _, name := range order {
 		sp, err := p.service(project.Services[name], values, o)
 		if err != nil {
@@ -193,6 +283,40 @@ func Render(ctx context.Context, m *Minion, o RenderOptions) (*Plan, error) {
 		p.Services = append(p.Services, sp)
 	}
 	return p, nil
+}
+
+// refused is the error for a compose file Summoner will not run: one line
+// per problem, each naming the minion, the service and the key, written
+// for the person who wrote the minion.
+func refused(m *Minion, problems []string) error {
+	lines := make([]string, len(problems))
+	for i, p := range problems {
+		lines[i] = "minion " + m.Name + ": " + p
+	}
+	return userErr(nil, "%s", strings.Join(lines, "\n"))
+}
+
+// keyProblems describes the keys compose-go's check found: refused ones,
+// and ones Summoner does not apply.
+func keyProblems(found []loader.UnsupportedAttribute) []string {
+	var out []string
+	for _, f := range found {
+		parts := slices.DeleteFunc(f.Path.Parts(), func(s string) bool { return s == tree.PathMatchList })
+		where, key := "compose file", strings.Join(parts, ".")
+		if len(parts) >= 3 && parts[0] == "services" {
+			where, key = "service "+parts[1], strings.Join(parts[2:], ".")
+		}
+		reason, danger := refusalReason(key, f.Value)
+		switch {
+		case danger:
+			out = append(out, fmt.Sprintf("%s uses %s, which %s; Summoner refuses it", where, key, reason))
+		case reason != "":
+			out = append(out, fmt.Sprintf("%s uses %s, which Summoner does not support: %s", where, key, reason))
+		default:
+			out = append(out, fmt.Sprintf("%s uses %s, which Summoner does not support", where, key))
+		}
+	}
+	return out
 }
 
 // values are the variables the compose file may use: the reserved ones,
@@ -358,6 +482,7 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 		User:       s.User,
 		WorkingDir: s.WorkingDir,
 		Hostname:   s.Hostname,
+		Domainname: s.DomainName,
 		StopSignal: s.StopSignal,
 		Tty:        s.Tty,
 		OpenStdin:  s.StdinOpen,
@@ -365,7 +490,9 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 	if len(s.Command) > 0 {
 		cfg.Cmd = []string(s.Command)
 	}
-	if len(s.Entrypoint) > 0 {
+	// An empty entrypoint ([] or "") clears the image's, as in compose;
+	// an empty command cannot: Docker then falls back to the image's.
+	if s.Entrypoint != nil {
 		cfg.Entrypoint = []string(s.Entrypoint)
 	}
 	if s.StopGracePeriod != nil {
@@ -375,21 +502,39 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 	if hc := s.HealthCheck; hc != nil {
 		cfg.Healthcheck = healthConfig(hc)
 	}
+	restart, retries := restartPolicy(s.Restart)
 	host := &container.HostConfig{
-		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyMode(orDefault(s.Restart, "unless-stopped"))},
+		RestartPolicy:  container.RestartPolicy{Name: restart, MaximumRetryCount: retries},
+		LogConfig:      logConfig(s.Logging),
+		Annotations:    s.Annotations,
 		CapAdd:         s.CapAdd,
 		CapDrop:        s.CapDrop,
+		CgroupnsMode:   container.CgroupnsMode(s.Cgroup),
+		IpcMode:        container.IpcMode(s.Ipc),
+		DNS:            s.DNS,
+		DNSOptions:     s.DNSOpts,
+		DNSSearch:      s.DNSSearch,
+		GroupAdd:       s.GroupAdd,
+		OomScoreAdj:    int(s.OomScoreAdj),
+		SecurityOpt:    s.SecurityOpt,
 		ShmSize:        int64(s.ShmSize),
 		ExtraHosts:     s.ExtraHosts.AsList(":"),
 		Sysctls:        s.Sysctls,
 		ReadonlyRootfs: s.ReadOnly,
 		Init:           s.Init,
+		Resources: container.Resources{
+			Memory:            int64(s.MemLimit),
+			MemoryReservation: int64(s.MemReservation),
+			MemorySwap:        int64(s.MemSwapLimit),
+			NanoCPUs:          int64(math.Round(float64(s.CPUS) * 1e9)),
+			CPUShares:         s.CPUShares,
+			CPUPeriod:         s.CPUPeriod,
+			CPUQuota:          s.CPUQuota,
+			CpusetCpus:        s.CPUSet,
+		},
 	}
-	if host.RestartPolicy.Name == "no" {
-		host.RestartPolicy.Name = container.RestartPolicyDisabled
-	}
-	if s.MemLimit > 0 {
-		host.Memory = int64(s.MemLimit)
+	if s.PidsLimit != 0 {
+		host.PidsLimit = &s.PidsLimit
 	}
 	for name, u := range s.Ulimits {
 		soft, hard := int64(u.Soft), int64(u.Hard)
@@ -408,13 +553,17 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 	}
 	for _, v := range s.Volumes {
 		switch v.Type {
-		case types.VolumeTypeBind:
-			if !underAny(v.Source, p.DataDirs) {
-				return nil, fmt.Errorf("volume %s: keep data under ${DATA} or ${DB_DATA}, not %s", v.Target, v.Source)
+		case types.VolumeTypeBind: // sources were checked by refusals
+			var opts []string
+			if v.ReadOnly {
+				opts = append(opts, "ro")
+			}
+			if v.Bind != nil && v.Bind.SELinux != "" {
+				opts = append(opts, v.Bind.SELinux)
 			}
 			bind := v.Source + ":" + v.Target
-			if v.ReadOnly {
-				bind += ":ro"
+			if len(opts) > 0 {
+				bind += ":" + strings.Join(opts, ",")
 			}
 			host.Binds = append(host.Binds, bind)
 			sp.DataDirs = append(sp.DataDirs, v.Source)
@@ -422,9 +571,7 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 			if host.Tmpfs == nil {
 				host.Tmpfs = map[string]string{}
 			}
-			host.Tmpfs[v.Target] = ""
-		default:
-			return nil, fmt.Errorf("volume %s: only bind mounts under ${DATA} or ${DB_DATA} are supported, not %s volumes", v.Target, v.Type)
+			host.Tmpfs[v.Target] = tmpfsOptions(v.Tmpfs)
 		}
 	}
 	if len(s.Ports) > 0 {
@@ -471,6 +618,163 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 	}
 	sp.Config, sp.Host = cfg, host
 	return sp, nil
+}
+
+// harmlessCaps are the capabilities every Docker container has unless it
+// drops them. cap_add may only add these back (the hardening idiom
+// cap_drop: [ALL] then cap_add: [CHOWN, SETUID, …]): any other one
+// (SYS_ADMIN, NET_ADMIN, SYS_PTRACE, SYS_MODULE, ALL, …) gives the container
+// power over the host that a plain container lacks. An allowlist, because a
+// denylist of dangerous capabilities would miss the next one.
+var harmlessCaps = []string{
+	"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+	"NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}
+
+// dockerSockets are where the Docker socket lives; a bind of one gives the
+// container the whole server.
+var dockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
+
+// refusals checks the values of the keys Summoner applies, so that no
+// container gets out of its box and nothing is applied differently from
+// what the file says. Each problem names the service and the key.
+func (p *Plan) refusals(s types.ServiceConfig) []string {
+	var out []string
+	danger := func(key, reason string) {
+		out = append(out, fmt.Sprintf("service %s uses %s, which %s; Summoner refuses it", s.Name, key, reason))
+	}
+	unsupported := func(key, note string) {
+		out = append(out, fmt.Sprintf("service %s uses %s, which Summoner does not support: %s", s.Name, key, note))
+	}
+	if s.Privileged {
+		danger("privileged", "would give it full control of the server")
+	}
+	for _, c := range s.CapAdd {
+		switch name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(c)), "CAP_"); {
+		case name == "ALL":
+			danger("cap_add ALL", "would give it every power over the server")
+		case !slices.Contains(harmlessCaps, name):
+			danger("cap_add "+c, "would give it power over the server that a normal container lacks (cap_add may only give back what every container has)")
+		}
+	}
+	for _, o := range s.SecurityOpt {
+		key, val, _ := strings.Cut(strings.ReplaceAll(strings.ToLower(strings.TrimSpace(o)), "=", ":"), ":")
+		switch {
+		case key == "no-new-privileges":
+		case val == "unconfined" && (key == "seccomp" || key == "apparmor" || key == "systempaths"), key == "label" && val == "disable":
+			danger("security_opt "+o, "would turn off the confinement that keeps it in its container")
+		default:
+			unsupported("security_opt "+o, "only no-new-privileges is accepted there")
+		}
+	}
+	switch s.Ipc {
+	case "", "private", "shareable", "none":
+	case "host":
+		danger("ipc: host", "would share the server's shared memory with it")
+	default:
+		unsupported("ipc: "+s.Ipc, "use private, shareable or none")
+	}
+	switch s.Cgroup {
+	case "", "private":
+	case "host":
+		danger("cgroup: host", "would let it see the server's control groups")
+	default:
+		unsupported("cgroup: "+s.Cgroup, "use private")
+	}
+	if s.OomKillDisable {
+		danger("oom_kill_disable", "could freeze the whole server when memory runs out")
+	}
+	if s.OomScoreAdj < 0 {
+		danger(fmt.Sprintf("oom_score_adj %d", s.OomScoreAdj), "would make the server kill its other programs first when memory runs out")
+	}
+	for _, v := range s.Volumes {
+		switch v.Type {
+		case types.VolumeTypeBind:
+			switch {
+			case slices.Contains(dockerSockets, filepath.Clean(v.Source)) || filepath.Base(v.Source) == "docker.sock" && !underAny(v.Source, p.DataDirs):
+				danger("volumes "+v.Source, "would give it control of Docker, and so of the whole server")
+			case !underAny(v.Source, p.DataDirs):
+				danger("volumes "+filepath.Clean(v.Source)+":"+v.Target, "reaches outside the minion's own folders (keep data under ${DATA} or ${DB_DATA})")
+			case v.Bind != nil && !bool(v.Bind.CreateHostPath):
+				unsupported("volumes "+v.Target+" with create_host_path: false", "Summoner creates the minion's folders itself")
+			}
+		case types.VolumeTypeTmpfs:
+		default:
+			unsupported(fmt.Sprintf("volumes %s (a %s volume)", v.Target, v.Type), "keep data in bind mounts under ${DATA} or ${DB_DATA}")
+		}
+	}
+	for _, port := range s.Ports {
+		if port.Mode != "" && port.Mode != "ingress" {
+			unsupported(fmt.Sprintf("ports %d with mode: %s", port.Target, port.Mode), "leave mode out")
+		}
+	}
+	deps := make([]string, 0, len(s.DependsOn))
+	for d := range s.DependsOn {
+		deps = append(deps, d)
+	}
+	sort.Strings(deps)
+	for _, d := range deps {
+		switch dep := s.DependsOn[d]; {
+		case dep.Condition != types.ServiceConditionStarted && dep.Condition != types.ServiceConditionHealthy:
+			unsupported("depends_on "+d+" with condition "+dep.Condition, "use service_started or service_healthy")
+		case !dep.Required:
+			unsupported("depends_on "+d+" with required: false", "a minion's services are all required")
+		}
+	}
+	if _, _, ok := strings.Cut(s.Restart, ":"); ok && !strings.HasPrefix(s.Restart, "on-failure:") {
+		unsupported("restart "+s.Restart, "use no, always, on-failure[:N] or unless-stopped")
+	} else if mode, _ := restartPolicy(s.Restart); !slices.Contains([]container.RestartPolicyMode{
+		container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyOnFailure, container.RestartPolicyUnlessStopped,
+	}, mode) {
+		unsupported("restart "+s.Restart, "use no, always, on-failure[:N] or unless-stopped")
+	}
+	return out
+}
+
+// restartPolicy reads compose's restart ("on-failure:3" included); no
+// restart policy means unless-stopped, so minions come back after a reboot.
+func restartPolicy(r string) (container.RestartPolicyMode, int) {
+	if r == "" {
+		return container.RestartPolicyUnlessStopped, 0
+	}
+	name, count, ok := strings.Cut(r, ":")
+	if !ok {
+		return container.RestartPolicyMode(r), 0
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 0 {
+		return container.RestartPolicyMode(r), 0 // refused by refusals
+	}
+	return container.RestartPolicyMode(name), n
+}
+
+// Log rotation Summoner gives every container whose minion sets no logging
+// of its own: without it, json-file logs grow until the disk is full.
+const (
+	defaultLogDriver  = "json-file"
+	defaultLogMaxSize = "10m"
+	defaultLogMaxFile = "3"
+)
+
+func logConfig(l *types.LoggingConfig) container.LogConfig {
+	if l == nil {
+		return container.LogConfig{Type: defaultLogDriver, Config: map[string]string{"max-size": defaultLogMaxSize, "max-file": defaultLogMaxFile}}
+	}
+	return container.LogConfig{Type: l.Driver, Config: l.Options}
+}
+
+func tmpfsOptions(t *types.ServiceVolumeTmpfs) string {
+	if t == nil {
+		return ""
+	}
+	var opts []string
+	if t.Size > 0 {
+		opts = append(opts, fmt.Sprintf("size=%d", t.Size))
+	}
+	if t.Mode != 0 {
+		opts = append(opts, fmt.Sprintf("mode=%o", t.Mode))
+	}
+	return strings.Join(opts, ",")
 }
 
 // NetworkingConfig attaches the container to the minion's network under its

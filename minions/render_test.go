@@ -2,14 +2,19 @@ package minions
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"gopkg.in/yaml.v3"
 )
 
@@ -53,7 +58,12 @@ func golden(p *Plan) string {
 		Ports       []string          `yaml:"ports,omitempty"`
 		Healthcheck []string          `yaml:"healthcheck,omitempty"`
 		Restart     string            `yaml:"restart"`
-		Labels      map[string]string `yaml:"labels"`
+		Logging     string            `yaml:"logging"`
+		// Config and Host are every other field set, so a key applied
+		// (or dropped) shows in the diff.
+		Config map[string]any    `yaml:"config,omitempty"`
+		Host   map[string]any    `yaml:"host,omitempty"`
+		Labels map[string]string `yaml:"labels"`
 	}
 	out := struct {
 		Minion   string `yaml:"minion"`
@@ -79,11 +89,89 @@ func golden(p *Plan) string {
 			Service: s.Service, Role: s.Role, Container: s.Container, Image: s.Image, Pull: s.Pull,
 			DependsOn: s.DependsOn, Command: s.Config.Cmd, Entrypoint: s.Config.Entrypoint, Env: s.Config.Env,
 			Binds: s.Host.Binds, Ports: ports, Healthcheck: hc, Restart: string(s.Host.RestartPolicy.Name),
-			Labels: s.Config.Labels,
+			Logging: logLine(s.Host.LogConfig), Labels: s.Config.Labels,
+			Config: setFields(s.Config, "Image", "Cmd", "Entrypoint", "Env", "Labels", "ExposedPorts"),
+			Host:   setFields(s.Host, "Binds", "PortBindings", "RestartPolicy", "LogConfig"),
 		})
 	}
 	b, _ := yaml.Marshal(out)
 	return string(b)
+}
+
+func logLine(l container.LogConfig) string {
+	keys := make([]string, 0, len(l.Config))
+	for k := range l.Config {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	line := orDefault(l.Type, "(daemon default)")
+	for _, k := range keys {
+		line += " " + k + "=" + l.Config[k]
+	}
+	return line
+}
+
+// setFields is v's fields that are set, but skip, as JSON sees them.
+func setFields(v any, skip ...string) map[string]any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		panic(err)
+	}
+	for k, val := range all {
+		if slices.Contains(skip, k) || isZero(val) {
+			delete(all, k)
+		}
+	}
+	if hc, ok := all["Healthcheck"].(map[string]any); ok {
+		delete(hc, "Test") // shown as healthcheck
+		for _, k := range []string{"Interval", "Timeout", "StartPeriod", "StartInterval"} {
+			if d, ok := hc[k].(float64); ok {
+				hc[k] = time.Duration(d).String()
+			}
+		}
+	}
+	return readable(all).(map[string]any)
+}
+
+// readable turns JSON's float64 whole numbers back into integers.
+func readable(v any) any {
+	switch v := v.(type) {
+	case float64:
+		if v == math.Trunc(v) {
+			return int64(v)
+		}
+	case map[string]any:
+		for k, e := range v {
+			v[k] = readable(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = readable(e)
+		}
+	}
+	return v
+}
+
+func isZero(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case bool:
+		return !v
+	case float64:
+		return v == 0
+	case []any:
+		return len(v) == 0 || len(v) == 2 && isZero(v[0]) && isZero(v[1]) // ConsoleSize [0,0]
+	case map[string]any:
+		return len(v) == 0
+	}
+	return false
 }
 
 func TestCatalogRendersAndMatchesGolden(t *testing.T) {
