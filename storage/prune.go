@@ -12,9 +12,9 @@ import (
 
 // Removal is one backup copy prune removes (or would, in a dry run).
 type Removal struct {
-	Backend string
-	ID      string
-	Reason  string // "retention" or "incomplete"
+	Location
+	ID     string
+	Reason string // "retention" or "incomplete"
 }
 
 // incompleteAge is how old a backup without manifest must be before prune
@@ -35,14 +35,16 @@ type stored struct {
 
 // Prune applies the retention policy to a minion's backups ("" for every
 // minion) on every destination, and removes incomplete backups older than
-// a day. Each destination always keeps its newest complete backup.
+// a day. Each destination always keeps its newest complete backup. A
+// failure is a *DestinationError; the removals done before it are
+// returned with it.
 func (r *Repository) Prune(ctx context.Context, minion string, dryRun bool) ([]Removal, error) {
 	perBackend := make([][]*stored, len(r.o.Backends))
 	union := map[string][]time.Time{} // minion/kind -> backup times on any destination
 	for i, b := range r.o.Backends {
 		files, err := b.List(ctx, prefixFor(minion))
 		if err != nil {
-			return nil, fmt.Errorf("listing %s: %w", b.Name(), err)
+			return nil, r.failure(i, OpList, err)
 		}
 		byID := map[string]*stored{}
 		for _, f := range files {
@@ -104,18 +106,20 @@ func (r *Repository) Prune(ctx context.Context, minion string, dryRun bool) ([]R
 			default:
 				continue
 			}
-			out = append(out, Removal{Backend: b.Name(), ID: s.id, Reason: reason})
-			if dryRun {
-				continue
-			}
-			// The manifest goes first: a backup half removed is then
-			// incomplete, never complete with missing data.
-			sort.Slice(s.files, func(a, c int) bool { return path.Base(s.files[a]) == manifestFile })
-			for _, f := range s.files {
-				if err := b.Remove(ctx, f); err != nil {
-					return out, fmt.Errorf("removing %s from %s: %w", s.id, b.Name(), err)
+			rm := Removal{Location: r.at(i), ID: s.id, Reason: reason}
+			if !dryRun {
+				// The manifest goes first: a backup half removed is then
+				// incomplete, never complete with missing data.
+				sort.Slice(s.files, func(a, c int) bool { return path.Base(s.files[a]) == manifestFile })
+				for _, f := range s.files {
+					if err := b.Remove(ctx, f); err != nil {
+						// out lists only what is gone, so the caller can say
+						// exactly what happened before the failure.
+						return out, r.failure(i, OpRemove, fmt.Errorf("removing %s: %w", s.id, err))
+					}
 				}
 			}
+			out = append(out, rm)
 		}
 	}
 	return out, nil

@@ -68,6 +68,11 @@ type Meta struct {
 // Options configure a Repository.
 type Options struct {
 	Backends []Backend
+	// Names are the destinations' names from the config, in the order of
+	// Backends. Replies show them to everyone, where Backend.Name() would
+	// show a host, a user or a path. An empty or missing one reads
+	// "destination N".
+	Names []string
 	// Recipients are age public keys ("age1…"); with none, backups are not
 	// encrypted. Identities decrypt them for verify and restore.
 	Recipients []string
@@ -86,6 +91,7 @@ type Options struct {
 // Repository stores backups on its backends.
 type Repository struct {
 	o          Options
+	names      []string // public, one per backend
 	recipients []age.Recipient
 	log        *slog.Logger
 	vlog       *verifyLog
@@ -102,7 +108,17 @@ func NewRepository(o Options) (*Repository, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if len(o.Names) > len(o.Backends) {
+		return nil, fmt.Errorf("%d destination names for %d destinations", len(o.Names), len(o.Backends))
+	}
 	r := &Repository{o: o, log: o.Logger, vlog: &verifyLog{path: o.VerifyLog}}
+	for i := range o.Backends {
+		name := fmt.Sprintf("destination %d", i+1)
+		if i < len(o.Names) && strings.TrimSpace(o.Names[i]) != "" {
+			name = o.Names[i]
+		}
+		r.names = append(r.names, name)
+	}
 	for _, s := range o.Recipients {
 		rc, err := age.ParseX25519Recipient(strings.TrimSpace(s))
 		if err != nil {
@@ -116,10 +132,27 @@ func NewRepository(o Options) (*Repository, error) {
 // Backends are the repository's destinations.
 func (r *Repository) Backends() []Backend { return r.o.Backends }
 
-// Copy is the outcome of storing a backup on one backend.
+// Location names a destination twice: for everyone and for operators.
+type Location struct {
+	Destination string // the name from the config: safe to show anyone
+	Backend     string // Backend.Name(): may show a host, a user, a path
+}
+
+// at is where backend i is.
+func (r *Repository) at(i int) Location {
+	return Location{Destination: r.names[i], Backend: r.o.Backends[i].Name()}
+}
+
+// failure wraps a backend's error with the destination's public name.
+func (r *Repository) failure(i int, op Op, err error) error {
+	return &DestinationError{Destination: r.names[i], Op: op, Err: err}
+}
+
+// Copy is the outcome of storing a backup on one backend. Err, when set,
+// is a *DestinationError.
 type Copy struct {
-	Backend string
-	Err     error
+	Location
+	Err error
 }
 
 // StoreResult is what Store did on each backend.
@@ -185,7 +218,7 @@ func (r *Repository) Store(ctx context.Context, meta Meta, payload io.Reader) (*
 	var wg sync.WaitGroup
 	res.Copies = make([]Copy, len(r.o.Backends))
 	for i, b := range r.o.Backends {
-		res.Copies[i] = Copy{Backend: b.Name(), Err: results[i]}
+		res.Copies[i] = Copy{Location: r.at(i), Err: results[i]}
 		if results[i] != nil {
 			continue
 		}
@@ -204,11 +237,12 @@ func (r *Repository) Store(ctx context.Context, meta Meta, payload io.Reader) (*
 	}
 	wg.Wait()
 	good := 0
-	for _, c := range res.Copies {
+	for i, c := range res.Copies {
 		if c.Err == nil {
 			good++
 		} else {
-			r.log.Error("a backup copy failed", "backup", id, "destination", c.Backend, "err", c.Err)
+			r.log.Error("a backup copy failed", "backup", id, "destination", c.Destination, "backend", c.Backend, "err", c.Err)
+			res.Copies[i].Err = r.failure(i, OpSave, c.Err)
 		}
 	}
 	if good == 0 {
@@ -230,7 +264,7 @@ func errsOf(cs []Copy) []error {
 	var out []error
 	for _, c := range cs {
 		if c.Err != nil {
-			out = append(out, fmt.Errorf("%s: %w", c.Backend, c.Err))
+			out = append(out, c.Err) // a *DestinationError: it names the destination
 		}
 	}
 	return out
@@ -416,18 +450,20 @@ func (f *fanOut) abort(err error) {
 // Backup is a complete backup as lists show it.
 type Backup struct {
 	Manifest *Manifest
-	Copies   []string // backends holding a complete copy
+	Copies   []Location // destinations holding a complete copy
 }
 
 // List returns the complete backups of a minion ("" for all), newest first.
-// Backups without a manifest are incomplete and not listed.
+// Backups without a manifest are incomplete and not listed. Each
+// destination that cannot be listed adds a *DestinationError to errs.
 func (r *Repository) List(ctx context.Context, minion string) ([]Backup, []error) {
 	byID := map[string]*Backup{}
 	var errs []error
-	for _, b := range r.o.Backends {
+	for i, b := range r.o.Backends {
 		ms, err := r.manifests(ctx, b, minion)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
+			r.log.Warn("listing backups", "destination", r.names[i], "backend", b.Name(), "err", err)
+			errs = append(errs, r.failure(i, OpList, err))
 			continue
 		}
 		for _, m := range ms {
@@ -436,7 +472,7 @@ func (r *Repository) List(ctx context.Context, minion string) ([]Backup, []error
 				bk = &Backup{Manifest: m}
 				byID[m.ID] = bk
 			}
-			bk.Copies = append(bk.Copies, b.Name())
+			bk.Copies = append(bk.Copies, r.at(i))
 		}
 	}
 	out := make([]Backup, 0, len(byID))

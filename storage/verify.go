@@ -13,8 +13,8 @@ import (
 
 // CopyCheck is the result of verifying one copy of a backup.
 type CopyCheck struct {
-	Backend   string
-	Err       error // nil: the copy is good
+	Location
+	Err       error // nil: the copy is good; else a *DestinationError
 	Decrypted bool  // false when encrypted and no identity was configured
 }
 
@@ -25,18 +25,21 @@ func (r *Repository) Verify(ctx context.Context, id string) (*Manifest, []CopyCh
 		m      *Manifest
 		checks []CopyCheck
 	)
-	for _, b := range r.o.Backends {
+	for i, b := range r.o.Backends {
 		bm, err := readManifest(ctx, b, path.Join(id, manifestFile))
 		if IsNotExist(err) {
 			continue
 		}
 		if err != nil {
-			checks = append(checks, CopyCheck{Backend: b.Name(), Err: err})
+			checks = append(checks, CopyCheck{Location: r.at(i), Err: r.failure(i, OpRead, err)})
 			continue
 		}
 		m = bm
-		decrypted, err := r.verifyCopy(ctx, b, bm)
-		checks = append(checks, CopyCheck{Backend: b.Name(), Err: err, Decrypted: decrypted})
+		check := CopyCheck{Location: r.at(i)}
+		if check.Decrypted, err = r.verifyCopy(ctx, b, bm); err != nil {
+			check.Err = r.failure(i, OpRead, err)
+		}
+		checks = append(checks, check)
 	}
 	if m == nil && len(checks) == 0 {
 		return nil, nil, fmt.Errorf("no backup %s: %w", id, ErrNotExist)
@@ -81,7 +84,7 @@ func (r *Repository) verifyCopy(ctx context.Context, b Backend, m *Manifest) (bo
 
 func compareSum(what string, got, want Sum) error {
 	if got != want {
-		return fmt.Errorf("%s differ from the manifest: %d bytes with sha256 %.12s…, expected %d with %.12s…", what, got.Size, got.SHA256, want.Size, want.SHA256)
+		return &mismatch{fmt.Sprintf("%s differ from the manifest: %d bytes with sha256 %.12s…, expected %d with %.12s…", what, got.Size, got.SHA256, want.Size, want.SHA256)}
 	}
 	return nil
 }
@@ -111,23 +114,23 @@ func (r *Repository) decode(in io.Reader, m *Manifest) (io.ReadCloser, error) {
 // silently.
 func (r *Repository) Open(ctx context.Context, id string) (io.ReadCloser, *Manifest, error) {
 	var errs []error
-	for _, b := range r.o.Backends {
+	for i, b := range r.o.Backends {
 		m, err := readManifest(ctx, b, path.Join(id, manifestFile))
 		if err != nil {
 			if !IsNotExist(err) {
-				errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
+				errs = append(errs, r.failure(i, OpRead, err))
 			}
 			continue
 		}
 		rc, err := b.Open(ctx, path.Join(id, m.DataFile))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
+			errs = append(errs, r.failure(i, OpRead, err))
 			continue
 		}
 		plain, err := r.decode(rc, m)
 		if err != nil {
 			rc.Close()
-			errs = append(errs, fmt.Errorf("%s: %w", b.Name(), err))
+			errs = append(errs, r.failure(i, OpRead, err))
 			continue
 		}
 		return &checkedReader{r: plain, raw: rc, c: newCounter(), want: m.Payload}, m, nil
