@@ -20,13 +20,11 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	dtypes "github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/summoner-bot/summoner/internal/human"
 )
@@ -185,7 +183,7 @@ func (e *Engine) Summon(ctx context.Context, name, version string, settings map[
 	if err != nil {
 		return nil, err
 	}
-	existing, err := e.containers(ctx, m.Name)
+	existing, err := e.recoverLeftovers(ctx, m.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +192,8 @@ func (e *Engine) Summon(ctx context.Context, name, version string, settings map[
 		res.Unchanged = true
 		return res, nil
 	}
+	// The settings are saved only once the change has worked: a failed
+	// change leaves the minion, and what Summoner remembers, as before.
 	if err := e.deploy(ctx, plan, existing, false, progress); err != nil {
 		return nil, err
 	}
@@ -224,118 +224,6 @@ func upToDate(p *Plan, existing map[string]container.Summary) bool {
 		}
 	}
 	return true
-}
-
-// containers lists the minion's containers by label, by service.
-func (e *Engine) containers(ctx context.Context, minion string) (map[string]container.Summary, error) {
-	list, err := e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelMinion+"="+minion))})
-	if err != nil {
-		return nil, explainDocker(err, "listing the containers of "+minion)
-	}
-	out := map[string]container.Summary{}
-	for _, c := range list {
-		out[c.Labels[labelService]] = c
-	}
-	return out, nil
-}
-
-// undo remembers what a deployment created, to remove it if it fails.
-type undo struct {
-	mu         sync.Mutex
-	containers []string
-	network    string
-	dirs       []string // created folders, outermost first
-}
-
-func (u *undo) addContainer(id string) {
-	u.mu.Lock()
-	u.containers = append(u.containers, id)
-	u.mu.Unlock()
-}
-
-// deploy pulls, creates and starts the plan's containers in dependency
-// order, waiting for health; on failure it removes what it created.
-func (e *Engine) deploy(ctx context.Context, p *Plan, existing map[string]container.Summary, alwaysPull bool, progress Progress) (err error) {
-	say := func(format string, args ...any) {
-		if progress != nil {
-			progress(fmt.Sprintf(format, args...))
-		}
-	}
-	u := &undo{}
-	defer func() {
-		if err != nil {
-			e.rollback(context.WithoutCancel(ctx), u)
-		}
-	}()
-
-	for _, s := range p.Services {
-		if err := e.pull(ctx, s, alwaysPull, say); err != nil {
-			return err
-		}
-	}
-	if err := e.ensureNetwork(ctx, p, u); err != nil {
-		return err
-	}
-	if err := ensureDirs(p, u); err != nil {
-		return err
-	}
-	// Create every container at once (as compose does); only starting
-	// them has to follow the dependencies.
-	ids := make([]string, len(p.Services))
-	running := make([]bool, len(p.Services))
-	pg, pctx := errgroup.WithContext(ctx)
-	for i, s := range p.Services {
-		pg.Go(func() (err error) {
-			ids[i], running[i], err = e.prepareService(pctx, p, s, existing, u, say)
-			return err
-		})
-	}
-	if err := pg.Wait(); err != nil {
-		return err
-	}
-
-	timeout := e.healthTimeout(p.Minion)
-	started := map[string]chan struct{}{}
-	healthy := map[string]chan struct{}{}
-	for _, s := range p.Services {
-		started[s.Service], healthy[s.Service] = make(chan struct{}), make(chan struct{})
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	for i, s := range p.Services {
-		g.Go(func() error {
-			for dep, cond := range s.DependsOn {
-				wait := started[dep]
-				if cond == "service_healthy" {
-					wait = healthy[dep]
-				}
-				select {
-				case <-wait:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-			id := ids[i]
-			if !running[i] {
-				say("Starting %s…", s.Container)
-				if err := e.docker.ContainerStart(gctx, id, container.StartOptions{}); err != nil {
-					return explainDocker(err, "starting "+s.Container)
-				}
-			}
-			close(started[s.Service])
-			if err := e.waitHealthy(gctx, p, s, id, timeout, say); err != nil {
-				return err
-			}
-			close(healthy[s.Service])
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	}
-	return nil
 }
 
 func (e *Engine) healthTimeout(m *Minion) time.Duration {
@@ -476,124 +364,6 @@ func chownCreated(p *Plan, dirs []string) error {
 		}
 	}
 	return nil
-}
-
-// prepareService makes sure the service's container exists with the
-// plan's configuration: an unchanged one is kept, a changed one replaced.
-// It reports whether the container already runs.
-func (e *Engine) prepareService(ctx context.Context, p *Plan, s *ServicePlan, existing map[string]container.Summary, u *undo, say func(string, ...any)) (string, bool, error) {
-	if old, ok := existing[s.Service]; ok {
-		if old.Labels[LabelHash] == s.Hash {
-			return old.ID, old.State == container.StateRunning, nil
-		}
-		say("Replacing %s…", s.Container)
-		if err := e.docker.ContainerRemove(ctx, old.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			return "", false, explainDocker(err, "removing the old "+s.Container)
-		}
-	} else if err := e.removeStray(ctx, s.Container); err != nil {
-		return "", false, err
-	}
-	say("Creating %s…", s.Container)
-	created, err := e.docker.ContainerCreate(ctx, s.Config, s.Host, p.NetworkingConfig(s), nil, s.Container)
-	if err != nil {
-		return "", false, explainDocker(err, "creating "+s.Container)
-	}
-	u.addContainer(created.ID)
-	return created.ID, false, nil
-}
-
-// removeStray removes a container that has the name we need but no
-// Summoner labels for this minion only if it is ours (an earlier crash);
-// someone else's container is reported, never touched.
-func (e *Engine) removeStray(ctx context.Context, name string) error {
-	c, err := e.docker.ContainerInspect(ctx, name)
-	if cerrdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return explainDocker(err, "looking for container "+name)
-	}
-	if c.Config == nil || c.Config.Labels[LabelMinion] == "" {
-		return userErr(nil, "A container named %s already exists and was not made by Summoner; rename or remove it first.", name)
-	}
-	if err := e.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		return explainDocker(err, "removing the leftover "+name)
-	}
-	return nil
-}
-
-// rollback removes what a failed deployment created. Folders are removed
-// only when empty: data is never deleted by a failure.
-func (e *Engine) rollback(ctx context.Context, u *undo) {
-	for _, id := range u.containers {
-		if err := e.docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			e.log.Error("removing a container after a failed summon", "id", id, "err", err)
-		}
-	}
-	if u.network != "" {
-		if err := e.docker.NetworkRemove(ctx, u.network); err != nil && !cerrdefs.IsNotFound(err) {
-			e.log.Warn("removing a network after a failed summon", "network", u.network, "err", err)
-		}
-	}
-	for i := len(u.dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(u.dirs[i]) // fails, as it should, if anything was written there
-	}
-}
-
-// waitHealthy waits until a started container is ready: its health check
-// passes, or, without one, the web port answers (other services: it keeps
-// running). A container that exits or restarts fails at once, with its
-// last log lines.
-func (e *Engine) waitHealthy(ctx context.Context, p *Plan, s *ServicePlan, id string, timeout time.Duration, say func(string, ...any)) error {
-	deadline := time.Now().Add(timeout)
-	first := true
-	runningSince := time.Time{}
-	for {
-		c, err := e.docker.ContainerInspect(ctx, id)
-		if err != nil {
-			return explainDocker(err, "checking "+s.Container)
-		}
-		st := c.State
-		switch {
-		case st.Status == container.StateExited || st.Status == container.StateDead || st.Restarting || c.RestartCount > 0:
-			return userErr(nil, "%s stopped right after starting (exit code %d). Its last log lines:\n%s",
-				s.Container, st.ExitCode, e.tail(ctx, id, 8, p.Secrets))
-		case st.Health != nil && st.Health.Status == container.Healthy:
-			say("%s is healthy.", s.Container)
-			return nil
-		case st.Health != nil && st.Health.Status == container.Unhealthy:
-			return userErr(nil, "%s is unhealthy: %s", s.Container, lastProbe(st.Health, p.Secrets))
-		case st.Health == nil && s.Role == RoleWeb:
-			if e.probe(ctx, p, c) {
-				say("%s answers.", s.Container)
-				return nil
-			}
-		case st.Health == nil && st.Running:
-			if runningSince.IsZero() {
-				runningSince = time.Now()
-			} else if time.Since(runningSince) >= 500*time.Millisecond {
-				return nil
-			}
-		}
-		if first {
-			say("Waiting for %s to be ready…", s.Container)
-			first = false
-		}
-		if time.Now().After(deadline) {
-			return userErr(nil, "%s was not ready after %s. Its last log lines:\n%s", s.Container, timeout, e.tail(ctx, id, 8, p.Secrets))
-		}
-		// Poll fast while a quick start is likely, then back off: most
-		// containers are ready in seconds, a few (GitLab) take minutes.
-		wait := 50 * time.Millisecond
-		if time.Until(deadline) < timeout-10*time.Second {
-			wait = 500 * time.Millisecond
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
 }
 
 // probe asks the web service for its health path (or opens its port), on

@@ -203,18 +203,63 @@ func (e *Engine) Versions(ctx context.Context, name string) (versions []string, 
 		return nil, "", err
 	}
 	current = st.Version
-	plan, _, err := e.render(ctx, m, "", st, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	web := plan.Service(m.Web.Service)
-	tags, err := registryTags(ctx, e.o.HTTPClient, web.Pull)
-	if err != nil {
-		return nil, current, err
-	}
 	ref := current
 	if ref == "" {
 		ref = m.Version
 	}
-	return SortVersions(tags, ref), current, nil
+	versions, err = e.publishedVersions(ctx, m, st, ref)
+	return versions, current, err
+}
+
+// publishedVersions lists the registry's versions of the minion's web
+// image in the flavour of ref, newest first.
+func (e *Engine) publishedVersions(ctx context.Context, m *Minion, st *State, ref string) ([]string, error) {
+	plan, _, err := e.render(ctx, m, "", st, nil)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := registryTags(ctx, e.o.HTTPClient, plan.Service(m.Web.Service).Pull)
+	if err != nil {
+		return nil, err
+	}
+	return SortVersions(tags, ref), nil
+}
+
+// newestSameMajor picks, from versions sorted newest first, the newest of
+// current's major version; current itself if there is none newer (a
+// version that is no semantic version moves to the newest).
+func newestSameMajor(sorted []string, current string) string {
+	cv, err := semver.NewVersion(current)
+	if err != nil {
+		if len(sorted) > 0 {
+			return sorted[0]
+		}
+		return current
+	}
+	for _, t := range sorted {
+		v, err := semver.NewVersion(t)
+		if err != nil || v.Major() != cv.Major() {
+			continue
+		}
+		if v.GreaterThan(cv) {
+			return t
+		}
+		break // sorted: nothing newer of this major
+	}
+	return current
+}
+
+// majorChange tells whether moving from one version to another changes
+// the major version. Versions that cannot be compared count as a change:
+// asking once too often is better than migrating data unasked.
+func majorChange(from, to string) bool {
+	if from == to {
+		return false
+	}
+	fv, err1 := semver.NewVersion(from)
+	tv, err2 := semver.NewVersion(to)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return fv.Major() != tv.Major()
 }

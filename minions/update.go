@@ -4,26 +4,80 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
 )
 
-// Update moves a summoned minion to another version (the newest of its
-// flavour if version is ""): it pulls, recreates the changed containers and
-// waits for health; if the new version does not come up healthy it brings
-// the previous one back and says so.
-func (e *Engine) Update(ctx context.Context, name, version string, progress Progress) (*Result, error) {
+// UpdateTarget is where an update would take a minion.
+type UpdateTarget struct {
+	Minion   string
+	From, To string // To == From: there is nothing newer to move to
+	// NewMajor: To is another major version than From. Apps often migrate
+	// their data then, with no way back but a restore, so the user is
+	// asked first.
+	NewMajor bool
+	// Newest is the newest published version of the flavour, whatever its
+	// major version; set only when no version was asked for, so a reply
+	// can mention a major upgrade that update did not take.
+	Newest string
+}
+
+// UpdateTarget resolves the version an update of a summoned minion goes
+// to: version if given, else the newest release of the same major version
+// and flavour as the one running.
+func (e *Engine) UpdateTarget(ctx context.Context, name, version string) (*UpdateTarget, error) {
 	m, err := e.minion(name)
 	if err != nil {
 		return nil, err
 	}
+	existing, err := e.containers(ctx, m.Name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := e.o.State.Load(m.Name)
+	if err != nil {
+		return nil, err
+	}
+	return e.updateTarget(ctx, m, st, existing, version)
+}
+
+func (e *Engine) updateTarget(ctx context.Context, m *Minion, st *State, existing map[string]container.Summary, version string) (*UpdateTarget, error) {
+	if len(existing) == 0 {
+		return nil, userErr(nil, "%s is not summoned; `summon %s` brings it up.", m.Name, m.Name)
+	}
+	from := st.Version
+	if from == "" {
+		from = existing[m.Web.Service].Labels[LabelVersion]
+	}
+	if from == "" {
+		from = m.Version
+	}
+	t := &UpdateTarget{Minion: m.Name, From: from, To: version}
 	if version == "" {
-		vs, _, err := e.Versions(ctx, m.Name)
+		vs, err := e.publishedVersions(ctx, m, st, from)
 		if err != nil {
 			return nil, err
 		}
 		if len(vs) == 0 {
 			return nil, userErr(nil, "I found no published versions of %s to update to.", m.Name)
 		}
-		version = vs[0]
+		t.Newest = vs[0]
+		t.To = newestSameMajor(vs, from)
+	}
+	t.NewMajor = majorChange(t.From, t.To)
+	return t, nil
+}
+
+// Update moves a summoned minion to another version (without one, the
+// newest of the same major version and flavour; see UpdateTarget): it
+// pulls, replaces the changed containers and waits for them. The change
+// is all or nothing: if the new version does not come up, what ran before
+// runs again and the error is an *UpdateError (or, if even that failed, a
+// *ChangeError saying the minion is down).
+func (e *Engine) Update(ctx context.Context, name, version string, progress Progress) (*Result, error) {
+	m, err := e.minion(name)
+	if err != nil {
+		return nil, err
 	}
 	release, err := e.lock(m.Name, "update")
 	if err != nil {
@@ -32,75 +86,59 @@ func (e *Engine) Update(ctx context.Context, name, version string, progress Prog
 	defer release()
 	started := time.Now()
 
-	existing, err := e.containers(ctx, m.Name)
+	existing, err := e.recoverLeftovers(ctx, m.Name)
 	if err != nil {
 		return nil, err
-	}
-	if len(existing) == 0 {
-		return nil, userErr(nil, "%s is not summoned; `summon %s %s` brings it up at that version.", m.Name, m.Name, version)
 	}
 	st, err := e.o.State.Load(m.Name)
 	if err != nil {
 		return nil, err
 	}
-	prevVersion := st.Version
-	if prevVersion == "" {
-		prevVersion = existing[m.Web.Service].Labels[LabelVersion]
-	}
-	prev, _, err := e.render(ctx, m, prevVersion, st, nil)
+	target, err := e.updateTarget(ctx, m, st, existing, version)
 	if err != nil {
 		return nil, err
 	}
-	next, merged, err := e.render(ctx, m, version, st, nil)
+	next, merged, err := e.render(ctx, m, target.To, st, nil)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Minion: m.Name, Version: next.Version, Previous: prev.Version, URL: next.URL, HostPort: next.HostPort}
+	res := &Result{Minion: m.Name, Version: next.Version, Previous: target.From, URL: next.URL, HostPort: next.HostPort}
 	if upToDate(next, existing) {
 		res.Unchanged = true
 		return res, nil
 	}
 	if progress != nil {
-		progress("Updating " + m.Name + " from " + prev.Version + " to " + next.Version + "…")
+		progress("Updating " + m.Name + " from " + target.From + " to " + next.Version + "…")
 	}
-	deployErr := e.deploy(ctx, next, existing, true, progress)
-	if deployErr == nil {
+	err = e.deploy(ctx, next, existing, true, progress)
+	res.Took = time.Since(started)
+	if err == nil {
 		st.Version, st.Settings, st.Images = next.Version, merged, next.images()
-		res.Took = time.Since(started)
 		return res, e.o.State.Save(m.Name, st)
 	}
-	if ctx.Err() != nil {
-		return nil, deployErr
+	var ce *ChangeError
+	if errors.As(err, &ce) && ce.Restored {
+		res.Version, res.RolledBack = target.From, true
+		return res, &UpdateError{Result: res, Cause: ce.Cause, Stopped: ce.WasStopped}
 	}
-
-	// The new version failed: bring the previous one back. Its images are
-	// still here, so nothing is pulled.
-	if progress != nil {
-		progress(m.Name + " " + next.Version + " failed; going back to " + prev.Version + "…")
-	}
-	current, err := e.containers(ctx, m.Name)
-	if err != nil {
-		return nil, errors.Join(deployErr, err)
-	}
-	if err := e.deploy(ctx, prev, current, false, progress); err != nil {
-		return nil, userErr(errors.Join(deployErr, err), "Updating %s to %s failed (%s), and going back to %s failed too: %s",
-			m.Name, next.Version, deployErr.Error(), prev.Version, err.Error())
-	}
-	res.Version, res.RolledBack = prev.Version, true
-	res.Took = time.Since(started)
-	return res, &UpdateError{Result: res, Cause: deployErr}
+	return nil, err
 }
 
 // UpdateError is an update that failed and was rolled back: the minion
 // runs its previous version.
 type UpdateError struct {
-	Result *Result
-	Cause  error
+	Result  *Result
+	Cause   error
+	Stopped bool // the minion was stopped before, and is again
 }
 
 func (e *UpdateError) Error() string {
+	again := ", which is running again."
+	if e.Stopped {
+		again = ", which is stopped, as it was before."
+	}
 	return "Updating " + e.Result.Minion + " failed, so I rolled it back to " + e.Result.Previous +
-		", which is running again.\nWhat went wrong: " + e.Cause.Error()
+		again + "\nWhat went wrong: " + explainCause(e.Cause)
 }
 
 // UserMessage marks the error as fit for chat.
