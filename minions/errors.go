@@ -35,12 +35,17 @@ var ErrBusy = errors.New("already in progress")
 // explainDocker turns Docker client errors into messages a user can act on;
 // other errors pass through unchanged.
 func explainDocker(err error, doing string) error {
-	var ue *Error
+	var (
+		ue *Error
+		te *TimeoutError
+	)
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &ue):
 		return err
+	case errors.As(err, &te):
+		return userErr(err, "%s", timeoutMessage(te.After, doing))
 	case client.IsErrConnectionFailed(err) || strings.Contains(err.Error(), "connect: connection refused") && strings.Contains(err.Error(), "docker"):
 		return userErr(err, "I cannot reach Docker while %s: is the Docker daemon running? (on the server: `systemctl start docker`)", doing)
 	case strings.Contains(err.Error(), "port is already allocated") || strings.Contains(err.Error(), "address already in use"):
