@@ -1,11 +1,15 @@
 package minions
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -276,8 +280,12 @@ func (e *Engine) serviceOrder(ctx context.Context, m *Minion) []string {
 	return out
 }
 
-// Banish removes a minion's containers and network. Its data stays unless
-// purge is set, which also deletes its data folders and remembered state.
+// Banish removes a minion's containers, those a change set aside included,
+// and its network. Its data stays unless purge is set; then its data
+// folders and remembered state are deleted too, but only after a fresh
+// listing proves that none of its containers is left: data is never
+// deleted while something may still use it, nor while Docker cannot be
+// asked.
 func (e *Engine) Banish(ctx context.Context, name string, purge bool) error {
 	m, err := e.minion(name)
 	if err != nil {
@@ -288,14 +296,22 @@ func (e *Engine) Banish(ctx context.Context, name string, purge bool) error {
 		return err
 	}
 	defer release()
-	cs, err := e.ordered(ctx, m, true)
-	if err != nil && !purge {
-		return err
+	list, err := e.allContainers(ctx, m.Name)
+	if err != nil {
+		return keptData(m, purge, err, "listing the containers of "+m.Name)
 	}
-	for _, c := range cs {
-		_ = e.docker.ContainerStop(ctx, c.ID, container.StopOptions{})
+	if len(list) == 0 && !purge {
+		return userErr(nil, "%s is not summoned.", m.Name)
+	}
+	for _, c := range e.stopOrder(ctx, m, list) {
+		cname := strings.TrimPrefix(firstOr(c.Names, c.ID), "/")
+		// A graceful stop first, so a database shuts down cleanly; if it
+		// fails, the forced removal below still takes the container away.
+		if err := e.docker.ContainerStop(ctx, c.ID, container.StopOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			e.log.Warn("stopping a container before removing it", "minion", m.Name, "container", cname, "err", err)
+		}
 		if err := e.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			return explainDocker(err, "removing "+strings.TrimPrefix(firstOr(c.Names, c.ID), "/"))
+			return keptData(m, purge, err, "removing "+cname)
 		}
 	}
 	if err := e.docker.NetworkRemove(ctx, m.Name+"_default"); err != nil && !cerrdefs.IsNotFound(err) {
@@ -304,12 +320,107 @@ func (e *Engine) Banish(ctx context.Context, name string, purge bool) error {
 	if !purge {
 		return nil
 	}
-	for _, dir := range e.DataDirs(m) {
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("deleting %s: %w", dir, err)
+
+	left, err := e.allContainers(ctx, m.Name)
+	if err != nil {
+		return keptData(m, true, err, "checking that the containers of "+m.Name+" are gone")
+	}
+	if len(left) > 0 {
+		names := make([]string, len(left))
+		for i, c := range left {
+			names[i] = strings.TrimPrefix(firstOr(c.Names, c.ID), "/")
+		}
+		sort.Strings(names)
+		return userErr(nil, "%s still has containers after I removed them (%s), so I deleted none of its data. Try again in a moment; if they stay, look at them on the server with `docker ps -a --filter label=%s=%s`.",
+			m.Name, strings.Join(names, ", "), LabelMinion, m.Name)
+	}
+	dirs := e.DataDirs(m)
+	for _, dir := range dirs {
+		// A relative path would be resolved against wherever the bot runs.
+		if !filepath.IsAbs(dir) {
+			return userErr(nil, "I deleted nothing: the data folder of %s, %s, is not an absolute path; set summoner.vsroot and summoner.dbsroot to absolute paths.", m.Name, dir)
 		}
 	}
-	return e.o.State.Remove(m.Name)
+	for _, dir := range dirs {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("deleting the data of %s in %s: %w", m.Name, dir, err)
+		}
+	}
+	if err := e.o.State.Remove(m.Name); err != nil {
+		return fmt.Errorf("forgetting the state of %s: %w", m.Name, err)
+	}
+	e.log.Info("purged a minion's data", "minion", m.Name, "dirs", dirs)
+	return nil
+}
+
+// keptData is the error of a banish that stopped on a Docker failure; for
+// a purge it says plainly that no data was deleted.
+func keptData(m *Minion, purge bool, err error, doing string) error {
+	err = explainDocker(err, doing)
+	if !purge {
+		return err
+	}
+	var (
+		um  interface{ UserMessage() string }
+		msg string
+	)
+	if errors.As(err, &um) {
+		msg = um.UserMessage()
+	} else {
+		msg = "Docker failed: " + firstLine(err.Error()) + "."
+	}
+	return userErr(err, "%s\nNothing was deleted: the data of %s stays until I can make sure its containers are gone.", msg, m.Name)
+}
+
+// allContainers lists every container of a minion, those a change set
+// aside (renamed with OldSuffix, same labels) included.
+func (e *Engine) allContainers(ctx context.Context, minion string) ([]container.Summary, error) {
+	return e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelMinion+"="+minion))})
+}
+
+// stopOrder sorts a minion's containers so that dependents stop before
+// what they depend on; services no longer in the compose file go first.
+func (e *Engine) stopOrder(ctx context.Context, m *Minion, list []container.Summary) []container.Summary {
+	order := e.serviceOrder(ctx, m)
+	rank := func(c container.Summary) int {
+		if i := slices.Index(order, c.Labels[labelService]); i >= 0 {
+			return i
+		}
+		return len(order)
+	}
+	out := slices.Clone(list)
+	slices.SortStableFunc(out, func(a, b container.Summary) int { return cmp.Compare(rank(b), rank(a)) })
+	return out
+}
+
+// Summoned tells whether a minion has anything to banish: a container (one
+// set aside by a change included), a data folder or remembered state. The
+// folders are looked at first, so a minion with data is known even while
+// Docker does not answer; an unknown minion is an error for the user.
+func (e *Engine) Summoned(ctx context.Context, name string) (bool, error) {
+	m, err := e.minion(name)
+	if err != nil {
+		return false, err
+	}
+	paths := e.DataDirs(m)
+	if e.o.State != nil && e.o.State.Dir != "" {
+		paths = append(paths, filepath.Join(e.o.State.Dir, m.Name))
+	}
+	for _, p := range paths {
+		if !filepath.IsAbs(p) {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return true, nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("looking for the data of %s: %w", m.Name, err)
+		}
+	}
+	list, err := e.allContainers(ctx, m.Name)
+	if err != nil {
+		return false, explainDocker(err, "listing the containers of "+m.Name)
+	}
+	return len(list) > 0, nil
 }
 
 // DataDirs are the folders holding a minion's data.
