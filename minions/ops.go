@@ -373,7 +373,7 @@ func keptData(m *Minion, purge bool, err error, doing string) error {
 }
 
 // allContainers lists every container of a minion, those a change set
-// aside (renamed with OldSuffix, same labels) included.
+// aside (renamed with a .summoner-old suffix, same labels) included.
 func (e *Engine) allContainers(ctx context.Context, minion string) ([]container.Summary, error) {
 	return e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelMinion+"="+minion))})
 }

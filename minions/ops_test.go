@@ -109,7 +109,7 @@ func opsSetup(t *testing.T, d *opsDocker) *opsSummoned {
 	if d.containers == nil {
 		d.containers = []container.Summary{
 			opsContainer("web1", "testmin-example.com", "web"),
-			opsContainer("web0", "testmin-example.com"+OldSuffix, "web"),
+			opsContainer("web0", "testmin-example.com.summoner-old", "web"), // set aside by deploy
 			opsContainer("db1", "postgres-testmin-example.com", "db"),
 		}
 	}
