@@ -532,13 +532,8 @@ func (e *ChangeError) UserMessage() string {
 		"\nRun `summon " + e.Minion + "` to bring it back with its last good settings, then `status " + e.Minion + "` to check it."
 }
 
-// Unwrap gives the cause, and the restore's failure if any.
-func (e *ChangeError) Unwrap() []error {
-	if e.RestoreErr != nil {
-		return []error{e.Cause, e.RestoreErr}
-	}
-	return []error{e.Cause}
-}
+// Unwrap gives the cause (RestoreErr is logged where it happens).
+func (e *ChangeError) Unwrap() error { return e.Cause }
 
 // explainCause is an error in words for chat: a user message as is, an
 // internal error by its first line only.

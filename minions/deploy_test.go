@@ -518,6 +518,7 @@ func TestUpdateTarget(t *testing.T) {
 		})
 	}
 	t.Run("not summoned", func(t *testing.T) {
+		fx := newFakeFixture(t, 0)
 		if err := fx.e.Banish(context.Background(), testMinion, false); err != nil {
 			t.Fatal(err)
 		}

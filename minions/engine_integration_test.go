@@ -3,6 +3,7 @@ package minions_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -12,7 +13,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"github.com/summoner-bot/summoner/internal/dockertest"
@@ -106,11 +109,7 @@ func TestSummonLifecycle(t *testing.T) {
 	if info, err := os.Stat(filepath.Join(f.vsroot, testMinion, "uploads")); err != nil || info.Sys().(*syscall.Stat_t).Uid != 1000 {
 		t.Errorf("the uploads folder is not owned by the minion's data_owner: %v", err)
 	}
-	resp, err := http.Get("http://127.0.0.1:" + f.port + "/")
-	if err != nil {
-		t.Fatalf("the web app does not answer on its port: %v", err)
-	}
-	resp.Body.Close()
+	f.answers(t)
 
 	names := map[string]bool{}
 	for _, c := range f.d.Containers(t, testMinion) {
@@ -228,17 +227,25 @@ func TestVersionsAndUpdateWithRollback(t *testing.T) {
 		t.Fatalf("the message does not say what happened: %v", err)
 	}
 	st, err := f.e.Status(ctx, testMinion)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || len(st) != 1 || len(st[0].Services) != 2 {
+		t.Fatalf("status after the rollback: %+v, %v; want one minion with two services", st, err)
 	}
 	for _, s := range st[0].Services {
 		if s.State != "running" || (s.Service == "web" && s.Image != "summoner/testapp:1.1") {
 			t.Fatalf("after the rollback %s is %s with %s", s.Service, s.State, s.Image)
 		}
 	}
-	if _, err := http.Get("http://127.0.0.1:" + f.port + "/"); err != nil {
-		t.Fatalf("the rolled-back app does not answer: %v", err)
+	f.answers(t)
+}
+
+// answers checks the web app answers on its host port.
+func (f *fixture) answers(t testing.TB) {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + f.port + "/")
+	if err != nil {
+		t.Fatalf("the web app does not answer on its port %s: %v", f.port, err)
 	}
+	resp.Body.Close()
 }
 
 func TestSummonFailuresLeaveNothingBehind(t *testing.T) {
@@ -265,6 +272,7 @@ func TestSummonFailuresLeaveNothingBehind(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			f.d.RemoveMinion(t, testMinion) // whatever an earlier case left
 			_, err := f.e.Summon(ctx, tt.minion, tt.version, tt.settings, nil)
 			var um interface{ UserMessage() string }
 			if !errors.As(err, &um) || !strings.Contains(um.UserMessage(), tt.want) {
@@ -276,10 +284,10 @@ func TestSummonFailuresLeaveNothingBehind(t *testing.T) {
 			if f.d.NetworkExists(t, testMinion+"_default") {
 				t.Fatal("the network was left behind")
 			}
+			if _, err := os.Stat(filepath.Join(f.vsroot, testMinion, "uploads")); !os.IsNotExist(err) {
+				t.Fatalf("the failed summon left an empty data folder: %v", err)
+			}
 		})
-	}
-	if _, err := os.Stat(filepath.Join(f.vsroot, testMinion, "uploads")); !os.IsNotExist(err) {
-		t.Fatalf("failed summons left an empty data folder: %v", err)
 	}
 
 	t.Run("docker daemon unreachable", func(t *testing.T) {
@@ -340,5 +348,152 @@ func composeSeesIt(t *testing.T) {
 	out, err = exec.Command("docker", "compose", "-p", testMinion, "ps", "--format", "{{.Service}}").CombinedOutput()
 	if err != nil || strings.Fields(string(out)) == nil || len(strings.Fields(string(out))) != 2 {
 		t.Fatalf("docker compose ps: %v\n%s", err, out)
+	}
+}
+
+// running lists the minion's containers as name -> ID, failing unless
+// each runs.
+func (f *fixture) running(t testing.TB) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, c := range f.d.Containers(t, testMinion) {
+		name := strings.TrimPrefix(c.Names[0], "/")
+		if c.State != container.StateRunning {
+			t.Errorf("%s is %s", name, c.State)
+		}
+		out[name] = c.ID
+	}
+	return out
+}
+
+func (f *fixture) stateFile(t testing.TB) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(f.vsroot), "state", testMinion, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// A change that fails leaves the very containers that ran before running,
+// with their data, and Summoner remembers the old settings.
+func TestFailedChangeKeepsTheSameContainers(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		change func(t *testing.T, f *fixture) error
+		want   []string
+	}{
+		{
+			name: "re-summon on a port another program holds",
+			change: func(t *testing.T, f *fixture) error {
+				taken, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer taken.Close()
+				_, port, _ := net.SplitHostPort(taken.Addr().String())
+				_, err = f.e.Summon(ctx, testMinion, "", map[string]string{"HTTP_PORT": port}, nil)
+				return err
+			},
+			want: []string{"The change to testmin failed, so I put back what ran before: testmin runs again as before.", "already taken on this server (port "},
+		},
+		{
+			name: "update to a version that exits at once",
+			change: func(t *testing.T, f *fixture) error {
+				_, err := f.e.Update(ctx, testMinion, "1.2", nil)
+				var ue *minions.UpdateError
+				if !errors.As(err, &ue) || !ue.Result.RolledBack || ue.Result.Version != "1.0" {
+					t.Errorf("want an *UpdateError rolled back to 1.0, got %v", err)
+				}
+				return err
+			},
+			want: []string{"Updating testmin failed, so I rolled it back to 1.0, which is running again.", "config error"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.summon(t, "1.0")
+			f.psql(t, "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept through a failed change')")
+			before, state := f.running(t), f.stateFile(t)
+
+			err := tt.change(t, f)
+			var um interface{ UserMessage() string }
+			if !errors.As(err, &um) {
+				t.Fatalf("error %v has no message for the user", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(um.UserMessage(), w) {
+					t.Errorf("the message lacks %q:\n%s", w, um.UserMessage())
+				}
+			}
+			if after := f.running(t); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Fatalf("containers after the failed change %v, want the same as before %v", after, before)
+			}
+			if got := f.psql(t, "SELECT body FROM notes"); got != "kept through a failed change" {
+				t.Fatalf("the row is %q after the failed change", got)
+			}
+			if got := f.stateFile(t); got != state {
+				t.Fatalf("the state file changed:\n%s\nwant:\n%s", got, state)
+			}
+			f.answers(t)
+		})
+	}
+}
+
+// A database Docker restarted once (its process died) is kept as it is
+// and does not make every later summon fail.
+func TestDatabaseRestartedByDocker(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.summon(t, "")
+	before := f.running(t)
+	db := before["postgres-testmin-it.summoner.test"]
+	if db == "" {
+		t.Fatalf("no database container among %v", before)
+	}
+	// postgres runs as PID 1, which ignores signals it has no handler for
+	// (SIGKILL from inside); SIGQUIT makes it stop at once, and the restart
+	// policy brings it back.
+	if out, code := f.d.Exec(t, db, nil, "sh", "-c", `kill -QUIT "$(head -1 "$PGDATA/postmaster.pid")"`); code != 0 {
+		t.Fatalf("killing postgres: exit %d: %s", code, out)
+	}
+	waitFor(t, 60*time.Second, "Docker to restart the database and its health check to pass", func() bool {
+		c, err := f.d.Client.ContainerInspect(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.RestartCount >= 1 && c.State.Running && c.State.Health != nil && c.State.Health.Status == container.Healthy
+	})
+
+	res, _ := f.summon(t, "")
+	if !res.Unchanged {
+		t.Fatalf("summon of the unchanged minion: %+v, want unchanged", res)
+	}
+	f.port = freePort(t)
+	if _, err := f.e.Summon(ctx, testMinion, "", map[string]string{"HTTP_PORT": f.port}, nil); err != nil {
+		t.Fatalf("summon with a new port after Docker restarted the database: %v", err)
+	}
+	after := f.running(t)
+	if len(after) != 2 || after["postgres-testmin-it.summoner.test"] != db || after["testmin-it.summoner.test"] == before["testmin-it.summoner.test"] {
+		t.Fatalf("containers %v; want the same database and a new web app (before %v)", after, before)
+	}
+	f.answers(t)
+}
+
+// waitFor polls cond until it holds, failing after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s waiting for %s", timeout, what)
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		}
 	}
 }
