@@ -3,6 +3,10 @@ package minions
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +15,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/tree"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/go-connections/nat"
+
+	"github.com/summoner-bot/summoner/internal/dockertest"
 )
 
 // hygCase is one compose key: a snippet of the web service (and maybe of
@@ -439,5 +445,63 @@ func TestRefusalsAreAllReported(t *testing.T) {
 	}
 	if n := strings.Count(err.Error(), "\n") + 1; n != 3 {
 		t.Errorf("%d lines, want 3:\n%s", n, err)
+	}
+}
+
+// TestHygieneOnDocker summons the test minion on the real engine through
+// WithTimeouts: every container gets rotated logs, and status, logs and
+// banish --purge work through the decorator.
+func TestHygieneOnDocker(t *testing.T) {
+	d := dockertest.Require(t)
+	d.RemoveMinion(t, "testmin")
+	t.Cleanup(func() { d.RemoveMinion(t, "testmin") })
+	cat, err := LoadCatalog("testdata/minions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	l.Close()
+	e := NewEngine(WithTimeouts(d.Client, Timeouts{}), cat, EngineOptions{
+		Domain: "hyg.summoner.test", VSRoot: filepath.Join(dir, "volumes"), DBSRoot: filepath.Join(dir, "databases"),
+		Mirror: Mirror{Registry: d.Registry}, State: &StateStore{Dir: filepath.Join(dir, "state")},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ctx := context.Background()
+	if _, err := e.Summon(ctx, "testmin", "", map[string]string{"HTTP_PORT": port}, nil); err != nil {
+		t.Fatalf("summon: %v", err)
+	}
+	for _, c := range d.Containers(t, "testmin") {
+		info, err := d.Client.ContainerInspect(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc := info.HostConfig.LogConfig
+		if lc.Type != "json-file" || lc.Config["max-size"] != "10m" || lc.Config["max-file"] != "3" {
+			t.Errorf("%s logs with %+v, want json-file rotated at 10m x 3", c.Names, lc)
+		}
+	}
+	st, err := e.Status(ctx, "testmin")
+	if err != nil || len(st) != 1 || len(st[0].Services) != 2 {
+		t.Fatalf("status: %+v, %v", st, err)
+	}
+	if _, err := e.Logs(ctx, "testmin", "db", 5); err != nil {
+		t.Errorf("logs: %v", err)
+	}
+	if ok, err := e.Summoned(ctx, "testmin"); !ok || err != nil {
+		t.Errorf("Summoned = %v, %v; want true", ok, err)
+	}
+	if err := e.Banish(ctx, "testmin", true); err != nil {
+		t.Fatalf("banish --purge: %v", err)
+	}
+	if n := len(d.Containers(t, "testmin")); n != 0 {
+		t.Errorf("%d containers left after banish --purge", n)
+	}
+	if ok, err := e.Summoned(ctx, "testmin"); ok || err != nil {
+		t.Errorf("after purge Summoned = %v, %v; want false", ok, err)
 	}
 }
