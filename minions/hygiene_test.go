@@ -295,6 +295,11 @@ var hygCases = []hygCase{
 		check: func(t *testing.T, c *container.Config, h *container.HostConfig) {
 			hygIs(t, "RestartPolicy.Name", h.RestartPolicy.Name, container.RestartPolicyUnlessStopped)
 		}},
+	{name: "restart no", key: "restart", service: "    restart: \"no\"\n",
+		check: func(t *testing.T, c *container.Config, h *container.HostConfig) {
+			hygIs(t, "RestartPolicy.Name", h.RestartPolicy.Name, container.RestartPolicyDisabled)
+		}},
+	{name: "restart always:3", key: "restart", service: "    restart: always:3\n", refused: "service web uses restart always:3, which Summoner does not support"},
 	{name: "restart unknown", key: "restart", service: "    restart: sometimes\n", refused: "service web uses restart sometimes, which Summoner does not support"},
 	{name: "runtime", key: "runtime", service: "    runtime: runc\n", refused: "service web uses runtime, which would run it with another container runtime"},
 	{name: "scale", key: "scale", service: "    scale: 2\n", refused: "service web uses scale, which Summoner does not support"},

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/interpolation"
@@ -195,7 +196,7 @@ func refusalReason(key string, value any) (reason string, danger bool) {
 
 // supportedPaths is the allowlist for compose-go's check: the schema's
 // paths under services.*.<applied key>.
-func supportedPaths() []tree.Path {
+var supportedPaths = sync.OnceValue(func() []tree.Path {
 	var out []tree.Path
 	for _, p := range schema.AttributePaths() {
 		parts := p.Parts()
@@ -204,7 +205,7 @@ func supportedPaths() []tree.Path {
 		}
 	}
 	return out
-}
+})
 
 // Render interpolates the minion's compose file with its settings and the
 // configuration, and turns it into a Plan. It does not touch Docker.
@@ -502,7 +503,7 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 	if hc := s.HealthCheck; hc != nil {
 		cfg.Healthcheck = healthConfig(hc)
 	}
-	restart, retries := restartPolicy(s.Restart)
+	restart, retries, _ := restartPolicy(s.Restart) // checked by refusals
 	host := &container.HostConfig{
 		RestartPolicy:  container.RestartPolicy{Name: restart, MaximumRetryCount: retries},
 		LogConfig:      logConfig(s.Logging),
@@ -721,11 +722,7 @@ func (p *Plan) refusals(s types.ServiceConfig) []string {
 			unsupported("depends_on "+d+" with required: false", "a minion's services are all required")
 		}
 	}
-	if _, _, ok := strings.Cut(s.Restart, ":"); ok && !strings.HasPrefix(s.Restart, "on-failure:") {
-		unsupported("restart "+s.Restart, "use no, always, on-failure[:N] or unless-stopped")
-	} else if mode, _ := restartPolicy(s.Restart); !slices.Contains([]container.RestartPolicyMode{
-		container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyOnFailure, container.RestartPolicyUnlessStopped,
-	}, mode) {
+	if _, _, ok := restartPolicy(s.Restart); !ok {
 		unsupported("restart "+s.Restart, "use no, always, on-failure[:N] or unless-stopped")
 	}
 	return out
@@ -733,19 +730,21 @@ func (p *Plan) refusals(s types.ServiceConfig) []string {
 
 // restartPolicy reads compose's restart ("on-failure:3" included); no
 // restart policy means unless-stopped, so minions come back after a reboot.
-func restartPolicy(r string) (container.RestartPolicyMode, int) {
-	if r == "" {
-		return container.RestartPolicyUnlessStopped, 0
+func restartPolicy(r string) (mode container.RestartPolicyMode, retries int, ok bool) {
+	name, count, hasCount := strings.Cut(r, ":")
+	switch mode = container.RestartPolicyMode(name); mode {
+	case "":
+		return container.RestartPolicyUnlessStopped, 0, !hasCount
+	case container.RestartPolicyOnFailure:
+		if !hasCount {
+			return mode, 0, true
+		}
+		n, err := strconv.Atoi(count)
+		return mode, n, err == nil && n >= 0
+	case container.RestartPolicyDisabled, container.RestartPolicyAlways, container.RestartPolicyUnlessStopped:
+		return mode, 0, !hasCount
 	}
-	name, count, ok := strings.Cut(r, ":")
-	if !ok {
-		return container.RestartPolicyMode(r), 0
-	}
-	n, err := strconv.Atoi(count)
-	if err != nil || n < 0 {
-		return container.RestartPolicyMode(r), 0 // refused by refusals
-	}
-	return container.RestartPolicyMode(name), n
+	return mode, 0, false
 }
 
 // Log rotation Summoner gives every container whose minion sets no logging
