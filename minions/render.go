@@ -145,8 +145,10 @@ var refusedSubkeys = []string{
 }
 
 // dangerousKeys are refused because they would let a container out of its
-// box; the reason is shown to the user. Keys whose danger depends on the
-// value (network_mode: host, ipc: host, …) are explained by refusalReason.
+// box; the reason is shown to the user. With the value host, network_mode,
+// pid and userns_mode get a sharper reason from refusalReason. Applied keys
+// that are dangerous only with some values (ipc: host, privileged: true)
+// are checked by (*Plan).refusals.
 var dangerousKeys = map[string]string{
 	"devices":             "would let it reach the host's devices",
 	"device_cgroup_rules": "would let it reach the host's devices",
