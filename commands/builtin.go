@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // errAlreadyReplied tells finish that the handler posted its own reply.
@@ -34,7 +35,9 @@ func (rt *Router) builtins() []Definition {
 		},
 		{
 			Name: "confirm", Args: "<code>", Summary: "go ahead with a command that asked for confirmation",
-			Run: rt.confirm,
+			// The confirmed command runs under its own deadline.
+			Timeout: 24 * time.Hour,
+			Run:     rt.confirm,
 		},
 	}
 }

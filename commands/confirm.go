@@ -71,6 +71,10 @@ func (rt *Router) confirm(ctx context.Context, r *Request) (string, error) {
 	run := &Request{Message: r.Message, Command: p.req.Command, Args: p.req.Args, router: rt}
 	rt.log.Info("audit", "user", r.Message.User.Username, "channel", channelLabel(r.Message.Channel),
 		"command", auditLine(run.Command.Name, run.Args), "result", "confirmed")
+	// The progress note of the confirm, if any, becomes the command's.
+	r.mu.Lock()
+	run.progress, run.hasProgress = r.progress, r.hasProgress
+	r.mu.Unlock()
 	r.inner = rt.run(ctx, run, true)
 	return "", errAlreadyReplied
 }

@@ -42,7 +42,7 @@ func MinionCommands(e MinionEngine) []Definition {
 	}
 	simple := func(name, summary, done string, f func(context.Context, string) error) Definition {
 		return Definition{
-			Name: name, Args: "<minion>", Summary: summary, Level: Operator, Mutating: true,
+			Name: name, Args: "<minion>", Summary: summary, Level: Operator, Mutating: true, Timeout: 5 * time.Minute,
 			Run: func(ctx context.Context, r *Request) (string, error) {
 				m, err := one(r, name+" <minion>")
 				if err != nil {
@@ -62,8 +62,9 @@ func MinionCommands(e MinionEngine) []Definition {
 		},
 		{
 			Name: "summon", Args: "<minion> [version] [KEY=value…]", Summary: "bring a minion up (or update its settings)",
-			Help:  "Deploys the minion with its database, keeps its data under the configured folders and tells you its address. Settings you give are remembered for later summons; summoning a minion that already runs unchanged does nothing. `catalog` lists the minions.",
-			Level: Operator, Mutating: true,
+			Help:    "Deploys the minion with its database, keeps its data under the configured folders and tells you its address. Settings you give are remembered for later summons; summoning a minion that already runs unchanged does nothing. `catalog` lists the minions.",
+			Timeout: 30 * time.Minute,
+			Level:   Operator, Mutating: true,
 			Run: func(ctx context.Context, r *Request) (string, error) {
 				name, version, settings, err := summonArgs(r.Args)
 				if err != nil {
@@ -78,6 +79,7 @@ func MinionCommands(e MinionEngine) []Definition {
 		},
 		{
 			Name: "status", Args: "[minion]", Summary: "show what runs: state, health, version, uptime, URL, CPU and memory",
+			Timeout: 20 * time.Second,
 			Run: func(ctx context.Context, r *Request) (string, error) {
 				pos, _, err := Flags(r.Args, nil)
 				if err != nil {
@@ -133,7 +135,8 @@ func MinionCommands(e MinionEngine) []Definition {
 		simple("start", "start a stopped minion", "%s started.", e.Start),
 		{
 			Name: "banish", Args: "<minion> [--purge]", Summary: "remove a minion's containers; --purge deletes its data too",
-			Level: Operator, Mutating: true,
+			Timeout: 10 * time.Minute,
+			Level:   Operator, Mutating: true,
 			Confirm: func(_ context.Context, r *Request) (string, error) {
 				pos, flags, err := Flags(r.Args, nil, "purge")
 				if err != nil {
@@ -167,6 +170,7 @@ func MinionCommands(e MinionEngine) []Definition {
 		},
 		{
 			Name: "versions", Args: "<minion>", Summary: "list the published versions of a minion, newest first",
+			Timeout: time.Minute,
 			Run: func(ctx context.Context, r *Request) (string, error) {
 				name, err := one(r, "versions <minion>")
 				if err != nil {
@@ -181,7 +185,8 @@ func MinionCommands(e MinionEngine) []Definition {
 		},
 		{
 			Name: "update", Args: "<minion> [version]", Summary: "move a minion to another version (the newest by default), rolling back if it fails",
-			Level: Operator, Mutating: true,
+			Timeout: 30 * time.Minute,
+			Level:   Operator, Mutating: true,
 			Run: func(ctx context.Context, r *Request) (string, error) {
 				pos, _, err := Flags(r.Args, nil)
 				if err != nil {

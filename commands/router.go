@@ -92,9 +92,24 @@ func (rt *Router) Handle(ctx context.Context, m chat.Message) { rt.Execute(ctx, 
 
 // Execute runs the command in m, posts the reply, and tells how it ended.
 func (rt *Router) Execute(ctx context.Context, m chat.Message) Outcome {
+	return rt.execute(ctx, m, false, nil)
+}
+
+// ExecuteConfirmed runs m as if its confirmation had been given: the
+// one-shot CLI's --yes, for scripts. Rights and channel rules still apply.
+func (rt *Router) ExecuteConfirmed(ctx context.Context, m chat.Message) Outcome {
+	return rt.execute(ctx, m, true, nil)
+}
+
+// execute runs m; progress, when set, is a post already made for it (the
+// queue's "queued" note) that progress and the final reply edit.
+func (rt *Router) execute(ctx context.Context, m chat.Message, confirmed bool, progress *chat.PostRef) Outcome {
 	start := rt.o.Now()
 	r := &Request{Message: m, router: rt}
-	out, cmdLine := rt.execute(ctx, r)
+	if progress != nil {
+		r.progress, r.hasProgress = *progress, true
+	}
+	out, cmdLine := rt.dispatch(ctx, r, confirmed)
 	rt.log.Info("audit",
 		"user", m.User.Username, "channel", channelLabel(m.Channel),
 		"command", cmdLine, "result", string(out),
@@ -102,7 +117,7 @@ func (rt *Router) Execute(ctx context.Context, m chat.Message) Outcome {
 	return out
 }
 
-func (rt *Router) execute(ctx context.Context, r *Request) (Outcome, string) {
+func (rt *Router) dispatch(ctx context.Context, r *Request, confirmed bool) (Outcome, string) {
 	words, err := Split(r.Message.Text)
 	if err != nil {
 		r.finish(ctx, "", err)
@@ -120,7 +135,7 @@ func (rt *Router) execute(ctx context.Context, r *Request) (Outcome, string) {
 		return Unknown, cmdLine
 	}
 	r.Command, r.Args = def, words[1:]
-	return rt.run(ctx, r, false), cmdLine
+	return rt.run(ctx, r, confirmed), cmdLine
 }
 
 // run checks permissions, asks for confirmation when needed, then runs.
@@ -148,9 +163,67 @@ func (rt *Router) run(ctx context.Context, r *Request, confirmed bool) Outcome {
 			return Pending
 		}
 	}
-	text, err := rt.guard(func() (string, error) { return def.Run(ctx, r) })
+	text, err := rt.runTimed(ctx, r)
 	return r.finish(ctx, text, err)
 }
+
+// afterDeadline is how long a handler that ignores its context may take to
+// return before the user is told it ran out of time anyway.
+const afterDeadline = 2 * time.Second
+
+// runTimed runs the command under its deadline. A command that runs out of
+// time is answered as such, even if its handler does not notice.
+func (rt *Router) runTimed(ctx context.Context, r *Request) (string, error) {
+	def := r.Command
+	timeout := def.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		text string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		text, err := rt.guard(func() (string, error) { return def.Run(rctx, r) })
+		done <- result{text, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-rctx.Done():
+		select {
+		case res = <-done:
+		case <-time.After(afterDeadline):
+			res.err = rctx.Err()
+			rt.log.Warn("command still running after its deadline", "command", def.Name)
+		}
+	}
+	switch {
+	case res.err == nil || rctx.Err() == nil:
+		return res.text, res.err
+	case ctx.Err() != nil:
+		return "", Errorf("⚠️ I was stopped while `%s` ran, so it was cut short. Check with `status` and run it again if needed.", def.Name)
+	}
+	why := ""
+	var um userMessage
+	if errors.As(res.err, &um) {
+		why = " " + um.UserMessage()
+	}
+	return "", &timeoutError{msg: fmt.Sprintf("⏱️ `%s` ran out of time: it did not finish within %s, so I stopped it.%s", def.Name, humanDuration(timeout), why), cause: res.err}
+}
+
+// timeoutError is a command that ran out of time; shown as is.
+type timeoutError struct {
+	msg   string
+	cause error
+}
+
+func (e *timeoutError) Error() string       { return e.msg }
+func (e *timeoutError) UserMessage() string { return e.msg }
+func (e *timeoutError) Unwrap() error       { return e.cause }
 
 // guard turns a panic in a handler into an internal error, so one bad
 // command never takes the bot down.
@@ -207,6 +280,7 @@ type Request struct {
 	progress     chat.PostRef
 	hasProgress  bool
 	lastProgress time.Time
+	finished     bool // the final reply is out: later progress is dropped
 }
 
 // Progress shows text in one message that later calls edit in place; the
@@ -216,7 +290,7 @@ func (r *Request) Progress(ctx context.Context, text string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.router.o.Now()
-	if r.hasProgress && now.Sub(r.lastProgress) < r.router.o.ProgressEvery {
+	if r.finished || r.hasProgress && now.Sub(r.lastProgress) < r.router.o.ProgressEvery {
 		return
 	}
 	r.lastProgress = now
@@ -261,8 +335,12 @@ func (r *Request) finish(ctx context.Context, text string, err error) Outcome {
 	if text == "" {
 		text = "Done."
 	}
+	// The answer must go out even when shutdown cancelled the command.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.finished = true
 	if r.hasProgress {
 		if perr := r.router.o.Poster.Update(ctx, r.progress, text); perr == nil {
 			return out

@@ -540,6 +540,11 @@ func (ob *Outbox) done(it *item, postID string, failed error) error {
 	if failed != nil {
 		ob.log.Error("dropping a chat post that cannot be delivered", "channel", it.Channel, "kind", it.Kind, "err", failed)
 	}
+	// Read before the transaction: add and Update hold mu while they write,
+	// so taking mu inside one would deadlock.
+	ob.mu.Lock()
+	text := ob.texts[it.Local]
+	ob.mu.Unlock()
 	err := ob.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketItems).Delete(seqKey(it.Seq)); err != nil {
 			return err
@@ -547,9 +552,6 @@ func (ob *Outbox) done(it *item, postID string, failed error) error {
 		if failed != nil || postID == "" {
 			return nil
 		}
-		ob.mu.Lock()
-		text := ob.texts[it.Local]
-		ob.mu.Unlock()
 		v, err := json.Marshal(ref{PostID: postID, Channel: it.Channel, Text: text, Delivered: time.Now()})
 		if err != nil {
 			return err

@@ -173,6 +173,7 @@ Usage:
   summoner [--config FILE] run          start the bot (needs chat.url and chat.token)
   summoner [--config FILE] shell        chat with the bot in this terminal
   summoner [--config FILE] COMMAND ...  run one chat command and exit
+                                        (--yes answers a confirmation up front)
 
 Without --config, /etc/summoner/config.yml is read if it exists; SUMMONER_*
 variables override the file (SUMMONER_CHAT_URL, SUMMONER_CHAT_TOKEN, ...).

@@ -161,10 +161,25 @@ func runOnce(ctx context.Context, cfg config.Config, name string, args []string,
 	if err != nil {
 		return err
 	}
+	// --yes confirms a destructive command up front, for scripts; without
+	// it the command asks on the terminal as in chat.
+	yes := false
+	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+		if a == "--yes" || a == "-y" {
+			yes = true
+			return true
+		}
+		return false
+	})
 	text := strings.Join(append([]string{name}, quoteArgs(args)...), " ")
 	now := time.Now()
 	msg := chat.Message{ID: "cli", Text: text, User: sh.User, Channel: shell.Channel, At: now, Received: now}
-	out := rt.Execute(ctx, msg)
+	var out commands.Outcome
+	if yes {
+		out = rt.ExecuteConfirmed(ctx, msg)
+	} else {
+		out = rt.Execute(ctx, msg)
+	}
 	if out == commands.Pending {
 		fmt.Fprint(stdout, "Type the code to go ahead (Enter cancels): ")
 		answer, _ := bufio.NewReader(stdin).ReadString('\n')
