@@ -22,6 +22,8 @@ type MinionEngine interface {
 	Stop(ctx context.Context, name string) error
 	Start(ctx context.Context, name string) error
 	Banish(ctx context.Context, name string, purge bool) error
+	Summoned(ctx context.Context, name string) (bool, error)
+	UpdateTarget(ctx context.Context, name, version string) (*minions.UpdateTarget, error)
 	Versions(ctx context.Context, name string) ([]string, string, error)
 }
 
@@ -134,31 +136,29 @@ func MinionCommands(e MinionEngine) []Definition {
 		simple("stop", "stop a minion (containers and data stay)", "%s stopped. `start %[1]s` brings it back.", e.Stop),
 		simple("start", "start a stopped minion", "%s started.", e.Start),
 		{
-			Name: "banish", Args: "<minion> [--purge]", Summary: "remove a minion's containers; --purge deletes its data too",
+			Name: "banish", Args: "<minion> [--purge]", Summary: "remove a minion's containers; --purge deletes its data too (admin)",
+			Help:    "Without --purge the data stays, and `summon <minion>` brings the minion back as it was. With --purge (admins only) its data folders and database are deleted for good, after a confirmation, and only once its containers are proven gone.",
 			Timeout: 10 * time.Minute,
 			Level:   Operator, Mutating: true,
-			Confirm: func(_ context.Context, r *Request) (string, error) {
-				pos, flags, err := Flags(r.Args, nil, "purge")
+			Confirm: func(ctx context.Context, r *Request) (string, error) {
+				name, purge, err := banishArgs(r)
+				if err != nil || !purge {
+					return "", err
+				}
+				there, err := e.Summoned(ctx, name)
 				if err != nil {
 					return "", err
 				}
-				if len(pos) != 1 {
-					return "", Errorf("Usage: `banish <minion> [--purge]`")
+				if !there {
+					return "", Errorf("%s has no containers and no data here: there is nothing to banish.", name)
 				}
-				if flags["purge"] == "" {
-					return "", nil
-				}
-				return fmt.Sprintf("⚠️ This deletes every file of %s: its data and its database, for good.", strings.ToLower(pos[0])), nil
+				return fmt.Sprintf("⚠️ This deletes every file of %s: its data and its database, for good.", name), nil
 			},
 			Run: func(ctx context.Context, r *Request) (string, error) {
-				pos, flags, err := Flags(r.Args, nil, "purge")
+				name, purge, err := banishArgs(r)
 				if err != nil {
 					return "", err
 				}
-				if len(pos) != 1 {
-					return "", Errorf("Usage: `banish <minion> [--purge]`")
-				}
-				name, purge := strings.ToLower(pos[0]), flags["purge"] != ""
 				if err := e.Banish(ctx, name, purge); err != nil {
 					return "", err
 				}
@@ -184,32 +184,89 @@ func MinionCommands(e MinionEngine) []Definition {
 			},
 		},
 		{
-			Name: "update", Args: "<minion> [version]", Summary: "move a minion to another version (the newest by default), rolling back if it fails",
+			Name: "update", Args: "<minion> [version]", Summary: "move a minion to a newer version (the newest of its major version by default), rolling back if it fails",
+			Help:    "Without a version, update moves to the newest release of the same major version. A new major version must be written out and confirmed, since the app may migrate its data then. If the new version does not come up healthy, the old containers run again as before.",
 			Timeout: 30 * time.Minute,
 			Level:   Operator, Mutating: true,
-			Run: func(ctx context.Context, r *Request) (string, error) {
-				pos, _, err := Flags(r.Args, nil)
+			Confirm: func(ctx context.Context, r *Request) (string, error) {
+				name, version, err := updateArgs(r)
 				if err != nil {
 					return "", err
 				}
-				if len(pos) < 1 || len(pos) > 2 {
-					return "", Errorf("Usage: `update <minion> [version]`")
+				t, err := e.UpdateTarget(ctx, name, version)
+				if err != nil || !t.NewMajor {
+					return "", err
 				}
-				version := ""
-				if len(pos) == 2 {
-					version = pos[1]
+				return fmt.Sprintf("⚠️ This moves %s from %s to %s, a new major version. The app may migrate its data when it starts, and going back to %s may then need a restore from a backup.",
+					t.Minion, t.From, t.To, t.From), nil
+			},
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				name, version, err := updateArgs(r)
+				if err != nil {
+					return "", err
 				}
-				res, err := e.Update(ctx, strings.ToLower(pos[0]), version, progress(ctx, r))
+				t, err := e.UpdateTarget(ctx, name, version)
+				if err != nil {
+					return "", err
+				}
+				if t.To == t.From {
+					return fmt.Sprintf("%s already runs %s, the newest %s release.%s", t.Minion, t.From, majorOf(t.From), newerMajor(t)), nil
+				}
+				res, err := e.Update(ctx, name, t.To, progress(ctx, r))
 				if err != nil {
 					return "", err
 				}
 				if res.Unchanged {
 					return fmt.Sprintf("%s already runs %s.", res.Minion, res.Version), nil
 				}
-				return fmt.Sprintf("%s now runs %s (was %s): %s. Took %s.", res.Minion, res.Version, res.Previous, where(res), res.Took.Round(time.Second)), nil
+				return fmt.Sprintf("%s now runs %s (was %s): %s. Took %s.%s", res.Minion, res.Version, res.Previous, where(res), res.Took.Round(time.Second), newerMajor(t)), nil
 			},
 		},
 	}
+}
+
+func banishArgs(r *Request) (name string, purge bool, err error) {
+	pos, flags, err := Flags(r.Args, nil, "purge")
+	if err != nil {
+		return "", false, err
+	}
+	if len(pos) != 1 {
+		return "", false, Errorf("Usage: `banish <minion> [--purge]`")
+	}
+	purge = flags["purge"] != ""
+	// Deleting data is an admin's decision; removing containers is not.
+	if purge && r.Level < Admin {
+		return "", false, Errorf("`banish --purge` deletes data for good, so it needs admin rights, and you have %s rights. `banish %s` without --purge keeps the data.", r.Level, strings.ToLower(pos[0]))
+	}
+	return strings.ToLower(pos[0]), purge, nil
+}
+
+func updateArgs(r *Request) (name, version string, err error) {
+	pos, _, err := Flags(r.Args, nil)
+	if err != nil {
+		return "", "", err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return "", "", Errorf("Usage: `update <minion> [version]`")
+	}
+	if len(pos) == 2 {
+		version = pos[1]
+	}
+	return strings.ToLower(pos[0]), version, nil
+}
+
+// majorOf names a version's major line: "1.x" for 1.4.2.
+func majorOf(v string) string {
+	major, _, _ := strings.Cut(strings.TrimPrefix(v, "v"), ".")
+	return major + ".x"
+}
+
+// newerMajor points at a newer major version that update did not take.
+func newerMajor(t *minions.UpdateTarget) string {
+	if t.Newest == "" || t.Newest == t.To || majorOf(t.Newest) == majorOf(t.To) {
+		return ""
+	}
+	return fmt.Sprintf("\n%s %s is out too, a new major version: `update %s %s` moves there (after a confirmation).", t.Minion, t.Newest, t.Minion, t.Newest)
 }
 
 func summonArgs(args []string) (name, version string, settings map[string]string, err error) {

@@ -38,6 +38,26 @@ func (f *fakeEngine) Logs(_ context.Context, name, service string, tail int) (st
 	return "a\nb\n", nil
 }
 
+// Summoned: wekan has data here, ghost nothing.
+func (f *fakeEngine) Summoned(_ context.Context, name string) (bool, error) {
+	return name == "wekan", nil
+}
+
+// UpdateTarget: wekan runs 1.2; 1.4 is the newest 1.x and 2.0 is out.
+func (f *fakeEngine) UpdateTarget(_ context.Context, name, version string) (*minions.UpdateTarget, error) {
+	t := &minions.UpdateTarget{Minion: name, From: "1.2", To: version}
+	if version == "" {
+		t.To, t.Newest = "1.4", "2.0"
+	}
+	t.NewMajor = !strings.HasPrefix(t.To, "1.")
+	return t, nil
+}
+
+func (f *fakeEngine) Update(_ context.Context, name, version string, _ minions.Progress) (*minions.Result, error) {
+	f.calls = append(f.calls, "update "+name+" "+version)
+	return &minions.Result{Minion: name, Version: version, Previous: "1.2", URL: "https://" + name + ".example.com", Took: 3 * time.Second}, nil
+}
+
 func sortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))
 }
@@ -47,19 +67,26 @@ func TestMinionCommands(t *testing.T) {
 		text  string
 		call  string
 		reply string
+		level Level // Admin when zero
 	}{
-		{"summon wekan", "summon wekan  ", "wekan 1.0 is up: https://wekan.example.com (also on port 8084 of this server). Took 1.5s."},
-		{"summon Wekan v7.61 admin_email=a@b.c SMTP=x", "summon wekan v7.61 ADMIN_EMAIL,SMTP", "is up"},
-		{"summon", "", "Usage: `summon <minion> [version] [KEY=value…]`"},
-		{"summon wekan 1 2", "", "I don't know what `2` is"},
-		{"summon wekan =x", "", "has no setting name"},
-		{"summon wekan --force", "", "This command takes no `--force` option."},
-		{"banish wekan", "banish wekan", "its data stays"},
-		{"banish wekan --purge", "", "confirm"},
-		{"banish", "", "Usage: `banish <minion> [--purge]`"},
-		{"logs wekan --tail 0", "", "`--tail` takes a number"},
-		{"logs wekan db --tail=10", "logs wekan db", "```\na\nb\n```"},
-		{"logs wekan --tail", "", "`--tail` needs a value."},
+		{"summon wekan", "summon wekan  ", "wekan 1.0 is up: https://wekan.example.com (also on port 8084 of this server). Took 1.5s.", 0},
+		{"summon Wekan v7.61 admin_email=a@b.c SMTP=x", "summon wekan v7.61 ADMIN_EMAIL,SMTP", "is up", 0},
+		{"summon", "", "Usage: `summon <minion> [version] [KEY=value…]`", 0},
+		{"summon wekan 1 2", "", "I don't know what `2` is", 0},
+		{"summon wekan =x", "", "has no setting name", 0},
+		{"summon wekan --force", "", "This command takes no `--force` option.", 0},
+		{"banish wekan", "banish wekan", "its data stays", 0},
+		{"banish wekan --purge", "", "confirm", 0},
+		{"banish", "", "Usage: `banish <minion> [--purge]`", 0},
+		{"banish ghost --purge", "", "ghost has no containers and no data here: there is nothing to banish.", 0},
+		{"banish wekan --purge", "", "`banish --purge` deletes data for good, so it needs admin rights, and you have operator rights.", Operator},
+		{"banish wekan", "banish wekan", "its data stays", Operator},
+		{"update wekan", "update wekan 1.4", "wekan now runs 1.4 (was 1.2): https://wekan.example.com. Took 3s.\nwekan 2.0 is out too, a new major version: `update wekan 2.0` moves there (after a confirmation).", 0},
+		{"update wekan 1.3", "update wekan 1.3", "wekan now runs 1.3 (was 1.2)", 0},
+		{"update wekan 2.0", "", "⚠️ This moves wekan from 1.2 to 2.0, a new major version. The app may migrate its data", 0},
+		{"logs wekan --tail 0", "", "`--tail` takes a number", 0},
+		{"logs wekan db --tail=10", "logs wekan db", "```\na\nb\n```", 0},
+		{"logs wekan --tail", "", "`--tail` needs a value.", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
@@ -69,8 +96,12 @@ func TestMinionCommands(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := &chattest.Recorder{}
+			level := tt.level
+			if level == 0 {
+				level = Admin
+			}
 			rt, err := NewRouter(Options{Registry: reg, Poster: rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				LevelOf: func(chat.User) Level { return Admin }})
+				LevelOf: func(chat.User) Level { return level }})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -166,7 +166,7 @@ func (q *Queue) enqueue(ctx context.Context, j job) {
 	}
 	if !idle {
 		// Say so at once; the final reply edits this note.
-		ref, err := q.o.Poster.Reply(ctx, j.m, fmt.Sprintf("⏳ Queued: %d commands are ahead of this one. I'll answer here when it runs.", ahead))
+		ref, err := q.o.Poster.Reply(ctx, j.m, fmt.Sprintf("⏳ I'm busy: %d commands are ahead of this one. It is queued, and I'll answer here when it runs.", ahead))
 		if err == nil {
 			j.progress = &ref
 		}

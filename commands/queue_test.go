@@ -187,7 +187,7 @@ func TestQueueTellsAtOnceWhenBusy(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("Handle blocked for %v", d)
 	}
-	f.waitReply(t, "w", has("Queued: 2 commands are ahead of this one"))
+	f.waitReply(t, "w", has("I'm busy: 2 commands are ahead of this one. It is queued"))
 	f.waitReply(t, "b", has("I'm busy: 3 commands are ahead of this one (2 running, 1 waiting)"))
 	if running, waiting := f.q.Depth(); running != 2 || waiting != 1 {
 		t.Fatalf("depth %d running, %d waiting", running, waiting)
@@ -268,7 +268,7 @@ func TestQueueAnswersWhatARestartCutShort(t *testing.T) {
 	}
 	f.stop() // its journal is gone: what it does now reaches no one
 
-	f.waitReply(t, "waiting", has("Queued"))
+	f.waitReply(t, "waiting", has("queued"))
 	j = journal(t, path, srv)
 	defer j.Close(0)
 	g := newQueue(t, j, srv, QueueOptions{Workers: 1})

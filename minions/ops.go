@@ -48,10 +48,14 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 		}
 		f = filters.NewArgs(filters.Arg("label", LabelMinion+"="+m.Name))
 	}
-	list, err := e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	all, err := e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, explainDocker(err, "listing containers")
 	}
+	// A container set aside during a change is not the service's.
+	list := slices.DeleteFunc(all, func(c container.Summary) bool {
+		return strings.HasSuffix(firstOr(c.Names, ""), OldSuffix)
+	})
 	byMinion := map[string]*MinionStatus{}
 	plans := map[string]*Plan{}
 	var mu sync.Mutex

@@ -20,13 +20,17 @@ func newRepository(cfg config.Config, log *slog.Logger) (*storage.Repository, er
 	if len(b.Destinations) == 0 {
 		return nil, nil
 	}
-	var backends []storage.Backend
+	var (
+		backends []storage.Backend
+		names    []string // what everyone sees of a destination
+	)
 	for i, d := range b.Destinations {
 		be, err := newBackend(d)
 		if err != nil {
 			return nil, &configError{msg: fmt.Sprintf("backups.destinations[%d] (%s): %v", i, d.Name, err)}
 		}
 		backends = append(backends, &storage.Retrying{Backend: be})
+		names = append(names, d.Name)
 	}
 	var ids []age.Identity
 	if f := b.Encryption.IdentityFile; f != "" {
@@ -40,7 +44,7 @@ func newRepository(cfg config.Config, log *slog.Logger) (*storage.Repository, er
 		}
 	}
 	repo, err := storage.NewRepository(storage.Options{
-		Backends: backends, Recipients: b.Encryption.Recipients, Identities: ids,
+		Backends: backends, Names: names, Recipients: b.Encryption.Recipients, Identities: ids,
 		Retention: storage.Retention{KeepLast: b.Retention.KeepLast, Daily: b.Retention.Daily, Weekly: b.Retention.Weekly, Monthly: b.Retention.Monthly},
 		Version:   versionString(), VerifyCopies: b.VerifyCopies, Logger: log,
 		VerifyLog: filepath.Join(filepath.Dir(cfg.Docker.StateDir), "backups-verified.json"),

@@ -22,6 +22,7 @@ import (
 
 	"github.com/summoner-bot/summoner/chat"
 	"github.com/summoner-bot/summoner/chat/mattermost"
+	"github.com/summoner-bot/summoner/chat/outbox"
 	"github.com/summoner-bot/summoner/chat/shell"
 	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/config"
@@ -227,25 +228,64 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err := checkWritable(cfg.Chat.StateFile); err != nil {
 		return &configError{msg: "chat.state_file: " + err.Error()}
 	}
-	mm, err := mattermost.New(mattermost.Options{
+	stateDir := filepath.Dir(cfg.Chat.StateFile)
+	perms, err := commands.NewPermissions(commands.PermissionsOptions{
+		Admins: cfg.Permissions.Admins, Operators: cfg.Permissions.Operators,
+		StateFile: filepath.Join(stateDir, "permissions.json"), Logger: log.With("component", "permissions"),
+	})
+	if err != nil {
+		return &configError{msg: "permissions: " + err.Error()}
+	}
+	var (
+		mm *mattermost.Adapter
+		ob *outbox.Outbox
+	)
+	// The outbox forwards to the adapter, which is made next: the notes the
+	// adapter posts itself go through the outbox too.
+	notes := posterFunc(func() chat.Poster { return ob })
+	mm, err = mattermost.New(mattermost.Options{
 		URL: cfg.Chat.URL, Token: cfg.Chat.Token.Reveal(), Team: cfg.Chat.Team, Prefix: cfg.Chat.Prefix,
-		MaxAge: cfg.Chat.MaxCommandAge.D(), StateFile: cfg.Chat.StateFile, Workers: cfg.Chat.Workers,
-		Logger: log.With("component", "chat"),
+		MaxAge: cfg.Chat.MaxCommandAge.D(), StateFile: cfg.Chat.StateFile,
+		Logger: log.With("component", "chat"), Notes: notes,
+		OnConnect: func(ctx context.Context) {
+			// People, not names: bind the configured names to accounts.
+			if err := perms.Resolve(ctx, mm); err != nil && ctx.Err() == nil {
+				log.Warn("resolving admins and operators", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return &configError{msg: "chat.url: " + err.Error()}
 	}
+	ob, err = outbox.Open(outbox.Options{
+		Path: filepath.Join(stateDir, "outbox.db"), Sender: mm.OutboxSender(), Permanent: mattermost.Permanent,
+		Logger: log.With("component", "outbox"),
+	})
+	if err != nil {
+		return &configError{msg: "chat.state_file: " + err.Error()}
+	}
+	closeOutbox := func() {
+		if err := ob.Close(5 * time.Second); err != nil {
+			log.Error("closing the outbox", "err", err)
+		}
+	}
 	if err := checkLogin(ctx, mm, cfg, log); err != nil {
+		closeOutbox()
 		return err
 	}
+	ob.Start()
+	defer closeOutbox()
 	svc, err := newServices(cfg, log)
 	if err != nil {
 		return err
 	}
-	rt, _, err := newRouter(cfg, mm, svc, log.With("component", "commands"))
+	rt, _, err := newRouter(cfg, ob, svc, log.With("component", "commands"), func(o *commands.Options) { o.LevelOf = perms.Level })
 	if err != nil {
 		return err
 	}
+	queue := commands.NewQueue(rt, commands.QueueOptions{
+		Workers: cfg.Chat.Workers, Journal: ob, MaxAge: cfg.Chat.MaxCommandAge.D(), Logger: log.With("component", "queue"),
+	})
 
 	var ln net.Listener
 	if cfg.HTTP.Listen != "" {
@@ -257,9 +297,10 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	log.Info("starting", "version", versionString(), "chat", cfg.Chat.URL, "http", cfg.HTTP.Listen)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return mm.Run(gctx, rt) })
+	g.Go(func() error { return mm.Run(gctx, queue) })
+	g.Go(func() error { return queue.Run(gctx) })
 	if ln != nil {
-		srv := &http.Server{Handler: healthHandler(mm), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: healthHandler(health{chat: mm, queue: queue, outbox: ob}), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("http server: %w", err)
@@ -277,7 +318,8 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		if cfg.Chat.OpsChannel == "" {
 			return
 		}
-		if _, err := mm.PostToChannel(ctx, cfg.Chat.OpsChannel, text); err != nil && ctx.Err() == nil {
+		// By name: the outbox resolves it when the server answers.
+		if _, err := ob.Post(ctx, chat.Destination{ChannelID: "~" + strings.TrimPrefix(cfg.Chat.OpsChannel, "~")}, text); err != nil {
 			log.Warn("cannot post to the ops channel", "channel", cfg.Chat.OpsChannel, "err", err)
 		}
 	}
@@ -295,6 +337,21 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return &configError{msg: fmt.Sprintf("chat.token: the Mattermost server at %s no longer accepts the token (revoked, or the bot account was disabled)", cfg.Chat.URL)}
 	}
 	return err
+}
+
+// posterFunc is a chat.Poster made later than its first user.
+type posterFunc func() chat.Poster
+
+func (f posterFunc) Post(ctx context.Context, to chat.Destination, text string) (chat.PostRef, error) {
+	return f().Post(ctx, to, text)
+}
+
+func (f posterFunc) Reply(ctx context.Context, m chat.Message, text string) (chat.PostRef, error) {
+	return f().Reply(ctx, m, text)
+}
+
+func (f posterFunc) Update(ctx context.Context, ref chat.PostRef, text string) error {
+	return f().Update(ctx, ref, text)
 }
 
 // checkLogin fails fast on what retrying cannot fix (a refused token, a
@@ -324,12 +381,34 @@ func checkLogin(ctx context.Context, mm *mattermost.Adapter, cfg config.Config, 
 	return nil
 }
 
-func healthHandler(mm *mattermost.Adapter) http.Handler {
+// health is what /healthz looks at.
+type health struct {
+	chat interface {
+		Connected() bool
+		LastActivity() time.Time
+	}
+	queue  interface{ Depth() (running, waiting int) }
+	outbox interface{ Pending() int }
+}
+
+// staleAfter: the bot pings Mattermost every 30 s, so a minute and a half
+// without a read or a pong means the connection is dead, whatever its flag.
+const staleAfter = 90 * time.Second
+
+func healthHandler(h health) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		body := map[string]any{"status": "ok", "chat": "connected", "version": versionString()}
-		if !mm.Connected() {
+		running, waiting := h.queue.Depth()
+		last := h.chat.LastActivity()
+		body := map[string]any{
+			"status": "ok", "chat": "connected", "version": versionString(),
+			"commands_running": running, "commands_waiting": waiting, "outbox_pending": h.outbox.Pending(),
+		}
+		if !last.IsZero() {
+			body["chat_last_activity"] = last.UTC().Format(time.RFC3339Nano)
+		}
+		if !h.chat.Connected() || last.IsZero() || time.Since(last) > staleAfter {
 			body["status"], body["chat"] = "degraded", "disconnected"
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
@@ -373,7 +452,9 @@ func newEngine(cfg config.Config, log *slog.Logger) (*minions.Engine, error) {
 	if err != nil {
 		return nil, &configError{msg: "docker.host: " + err.Error()}
 	}
-	return minions.NewEngine(dc, cat, minions.EngineOptions{
+	// Every Docker call gets a deadline of its own: a frozen daemon makes a
+	// command fail clearly instead of hanging the bot.
+	return minions.NewEngine(minions.WithTimeouts(dc, minions.Timeouts{}), cat, minions.EngineOptions{
 		Domain: cfg.Summoner.Domain, VSRoot: cfg.Summoner.VSRoot, DBSRoot: cfg.Summoner.DBSRoot,
 		Mirror:        minions.Mirror{Registry: cfg.Docker.RegistryMirror, Images: cfg.Docker.ImageMirrors},
 		State:         &minions.StateStore{Dir: cfg.Docker.StateDir},
