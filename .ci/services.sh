@@ -4,6 +4,8 @@
 #
 #   bash .ci/services.sh start               # idempotent; writes $STATE/it.env
 #   bash .ci/services.sh restart-mattermost  # used by tests via SUMMONER_IT_MM_RESTART
+#   bash .ci/services.sh stop-mattermost     # an outage, for the outbox tests
+#   bash .ci/services.sh start-mattermost
 #   bash .ci/services.sh stop
 #   bash .ci/services.sh env                 # prints the env file
 #
@@ -230,6 +232,12 @@ mm_launch() {
   # background data migrations for old data, ...).
   (
     cd "$MM_HOME"
+    # Close whatever else the caller left open (a test runner's flock fd
+    # would otherwise be held by the server for as long as it runs).
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+    done
     exec env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$MM_DIR" TZ=UTC \
       MM_SQLSETTINGS_DRIVERNAME=postgres \
       MM_SQLSETTINGS_DATASOURCE="postgres://$DB_USER:$DB_PASS@127.0.0.1:$PG_PORT/$DB_NAME?sslmode=disable&connect_timeout=10" \
@@ -341,6 +349,16 @@ start)
   mm_start
   provision
   log "ready in $((SECONDS - t0))s; env file: $ENV_FILE"
+  ;;
+stop-mattermost)
+  lock
+  mm_stop
+  ;;
+start-mattermost)
+  lock
+  pg_ready || die "postgresql is not running; use: $0 start"
+  mm_build
+  mm_start
   ;;
 restart-mattermost)
   lock
