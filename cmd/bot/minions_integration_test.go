@@ -53,7 +53,8 @@ func TestMinionFromChat(t *testing.T) {
 	addr, port := freePort(t), freePort(t)
 	_, hostPort, _ := strings.Cut(port, ":")
 	startDaemon(t, append(minionDaemonEnv(t, e, d, dir, "chat.summoner.test"),
-		"SUMMONER_HTTP_LISTEN="+addr, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username))
+		"SUMMONER_HTTP_LISTEN="+addr, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username,
+		"SUMMONER_PERMISSIONS_ADMINS="+e.Admin.Username))
 	waitHealthy(t, addr)
 
 	// say posts a command and returns the bot's final answer: long commands
@@ -126,7 +127,12 @@ func TestMinionFromChat(t *testing.T) {
 		t.Fatalf("after summoning again the row is %q", got)
 	}
 
-	r = say(op, "banish testmin --purge", final("confirm"))
+	// Deleting data is for admins only.
+	if r := say(op, "banish testmin --purge", final("admin rights")); !strings.Contains(r, "needs admin rights") {
+		t.Fatalf("an operator's purge: %q", r)
+	}
+	admin := e.Client(t, e.Admin)
+	r = say(admin, "banish testmin --purge", final("confirm"))
 	i := strings.Index(r, "`confirm ")
 	if i < 0 {
 		t.Fatalf("purge did not ask for confirmation: %q", r)
@@ -136,7 +142,7 @@ func TestMinionFromChat(t *testing.T) {
 	}
 	code := r[i+len("`confirm "):]
 	code = code[:strings.Index(code, "`")]
-	r = say(op, "confirm "+code, final("gone", "wrong"))
+	r = say(admin, "confirm "+code, final("gone", "wrong"))
 	if !strings.Contains(r, "testmin is gone, with its data") {
 		t.Fatalf("confirmed purge: %q", r)
 	}
