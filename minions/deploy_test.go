@@ -272,6 +272,10 @@ func TestFailedChangePutsBackWhatRan(t *testing.T) {
 			if n := fx.f.count("ContainerStop"); tt.untouched && n != 0 {
 				t.Errorf("%d containers were stopped before the change could work", n)
 			}
+			// However the change ended, the minion's lock is free again.
+			if _, err := fx.e.Summon(ctx, testMinion, "", nil, nil); errors.Is(err, minions.ErrBusy) {
+				t.Errorf("the next summon: %v", err)
+			}
 		})
 	}
 }
