@@ -48,6 +48,15 @@ type PostRef struct {
 }
 
 // Handler deals with a message addressed to the bot.
+//
+// Adapters call Handle from their read loop, one message at a time, so it
+// must return promptly: queue the command and run it elsewhere
+// (commands.Queue does), or answer at once. When Handle returns, the
+// adapter counts m as dealt with and will not hand it over again after a
+// restart, so by then m must be answered or stored durably. After a crash
+// in between, an adapter may still hand over again a message it gave just
+// before; handlers that queue commands should skip a message ID they have
+// already seen. ctx ends when the adapter shuts down.
 type Handler interface {
 	Handle(ctx context.Context, m Message)
 }
@@ -70,7 +79,8 @@ type Poster interface {
 // Adapter connects the bot to a chat system.
 type Adapter interface {
 	Poster
-	// Run reads messages and hands them to h until ctx ends. It blocks,
-	// reconnecting with backoff when the connection drops.
+	// Run reads messages and hands them to h, in the order they were
+	// posted, until ctx ends. It blocks, reconnecting with backoff when the
+	// connection drops.
 	Run(ctx context.Context, h Handler) error
 }

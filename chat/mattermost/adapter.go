@@ -1,6 +1,7 @@
 package mattermost
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,14 +38,26 @@ type Options struct {
 	// MaxAge: missed commands older than this are not run (default 10m).
 	MaxAge    time.Duration
 	StateFile string // where cursors are kept; "" keeps them in memory only
-	Workers   int    // commands handled at once (default 8)
-	Backoff   Backoff
-	Logger    *slog.Logger
+	// Workers is ignored: the handler queues commands (commands.Queue).
+	//
+	// Deprecated: kept so existing callers compile; it has no effect.
+	Workers int
+	Backoff Backoff
+	Logger  *slog.Logger
 	// HTTPClient for the REST API; default has a 30 s timeout.
 	HTTPClient *http.Client
 	// OnReply, if set, is called as each reply is about to be sent, with
 	// the message it answers; benchmarks use it to time the bot's own work.
 	OnReply func(m chat.Message, sending time.Time)
+	// Notes posts the adapter's own answers (the "I was offline" note to a
+	// command too old to run); default the adapter itself. Give it the
+	// outbox so they are delivered like every other reply.
+	Notes chat.Poster
+	// OnConnect, if set, runs after each websocket session is established
+	// (the first and every reconnect), before any command of that session,
+	// missed ones included, is handed over: permissions resolved there
+	// judge all of them. It delays those commands, so it should be quick.
+	OnConnect func(ctx context.Context)
 }
 
 // Adapter is the Mattermost chat.Adapter.
@@ -53,12 +66,13 @@ type Adapter struct {
 	api *api
 	log *slog.Logger
 
-	connected atomic.Bool
-	sessions  atomic.Int64 // websocket sessions that reached "hello"
-	pending   atomic.Int64 // counter for pending post IDs
-	me        atomic.Pointer[model.User]
-	state     *cursors
-	seen      seenSet
+	connected    atomic.Bool
+	sessions     atomic.Int64 // websocket sessions that reached "hello"
+	pending      atomic.Int64 // counter for pending post IDs
+	lastActivity atomic.Int64 // Unix ns of the last websocket read or pong
+	me           atomic.Pointer[model.User]
+	state        *cursors
+	seen         seenSet
 
 	mu       sync.Mutex
 	channels map[string]chat.Channel // by ID
@@ -76,9 +90,6 @@ func New(o Options) (*Adapter, error) {
 	if o.MaxAge <= 0 {
 		o.MaxAge = 10 * time.Minute
 	}
-	if o.Workers <= 0 {
-		o.Workers = 8
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -92,8 +103,11 @@ func New(o Options) (*Adapter, error) {
 		log:      o.Logger,
 		channels: map[string]chat.Channel{},
 	}
+	if a.o.Notes == nil {
+		a.o.Notes = a
+	}
 	if o.StateFile == "" {
-		a.state = &cursors{seen: map[string]int64{}, inflight: map[string]map[string]int64{}, saved: map[string]int64{}}
+		a.state = newCursors("")
 	} else {
 		a.state, err = loadCursors(o.StateFile)
 		if err != nil && a.state == nil {
@@ -108,6 +122,20 @@ func New(o Options) (*Adapter, error) {
 
 // Connected reports whether the websocket is up; /healthz shows it.
 func (a *Adapter) Connected() bool { return a.connected.Load() }
+
+// LastActivity is when the server was last heard from: the last websocket
+// frame or pong. The server sends frames or answers the bot's pings (every
+// 30 s) on a live connection, so an old time means a dead one even if the
+// socket still looks open. Zero before the first connection.
+func (a *Adapter) LastActivity() time.Time {
+	ns := a.lastActivity.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func (a *Adapter) touch(t time.Time) { a.lastActivity.Store(t.UnixNano()) }
 
 // Sessions counts the websocket sessions so far; more than one means the
 // bot reconnected.
@@ -124,44 +152,24 @@ func (a *Adapter) Login(ctx context.Context) (*model.User, error) {
 	return me, nil
 }
 
-// Run connects and handles messages until ctx ends, reconnecting with
+// Run connects and hands messages to h until ctx ends, reconnecting with
 // backoff. It returns ctx's error, or ErrUnauthorized if the token stops
 // working.
+//
+// h.Handle is called from the read loop, one message at a time and in the
+// order posted, so it must return promptly (commands.Queue does). A
+// channel's saved cursor moves past a command only once Handle returned for
+// it; a command not handed over yet is fetched again after a restart.
 func (a *Adapter) Run(ctx context.Context, h chat.Handler) error {
-	jobs := make(chan job)
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
-	var wg sync.WaitGroup
-	for range a.o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				a.handle(workCtx, h, j)
-			}
-		}()
-	}
 	flushDone := make(chan struct{})
-	flushCtx, stopFlush := context.WithCancel(context.Background())
+	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
 	go func() {
 		defer close(flushDone)
 		a.flushLoop(flushCtx)
 	}()
 
-	err := a.connectLoop(ctx, jobs)
+	err := a.connectLoop(ctx, h)
 
-	// Let running commands finish their replies for a while; commands not
-	// started yet stay behind the saved cursor and run after a restart.
-	close(jobs)
-	finished := make(chan struct{})
-	go func() { wg.Wait(); close(finished) }()
-	select {
-	case <-finished:
-	case <-time.After(30 * time.Second):
-		a.log.Warn("commands still running at shutdown; cancelling them")
-		stopWork()
-		<-finished
-	}
 	stopFlush()
 	<-flushDone
 	if ferr := a.state.flush(); ferr != nil {
@@ -185,11 +193,11 @@ func (a *Adapter) flushLoop(ctx context.Context) {
 	}
 }
 
-func (a *Adapter) connectLoop(ctx context.Context, jobs chan<- job) error {
+func (a *Adapter) connectLoop(ctx context.Context, h chat.Handler) error {
 	attempt := 0
 	for {
 		began := time.Now()
-		err := a.session(ctx, jobs)
+		err := a.session(ctx, h)
 		a.connected.Store(false)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -211,8 +219,24 @@ func (a *Adapter) connectLoop(ctx context.Context, jobs chan<- job) error {
 	}
 }
 
-// session is one websocket connection: log in, dial, catch up, read.
-func (a *Adapter) session(ctx context.Context, jobs chan<- job) error {
+// readTimeout: no frame and no pong for this long means the connection is
+// dead; the bot pings every pingEvery.
+const (
+	readTimeout = 90 * time.Second
+	pingEvery   = 30 * time.Second
+)
+
+// frame is one websocket event and when it was read.
+type frame struct {
+	ev       *model.WebSocketEvent
+	received time.Time
+}
+
+// session is one websocket connection: log in, dial, then, once the server
+// says hello, OnConnect, catch up, and handle live posts in order. A
+// separate goroutine reads the socket, so pongs and read deadlines are
+// served while a long catch-up runs; what arrives meanwhile waits in order.
+func (a *Adapter) session(ctx context.Context, h chat.Handler) error {
 	me, err := a.Login(ctx)
 	if err != nil {
 		return err
@@ -229,23 +253,30 @@ func (a *Adapter) session(ctx context.Context, jobs chan<- job) error {
 	defer cancel()
 	defer a.connected.Store(false)
 	defer conn.Close()
-	go func() { // unblock the read when ctx ends
+	wg.Add(1)
+	go func() { // unblock the read when the session ends
+		defer wg.Done()
 		<-sctx.Done()
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 		conn.Close()
 	}()
 
-	const readTimeout = 90 * time.Second
 	_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
-	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(readTimeout)) })
+	conn.SetPongHandler(func(string) error {
+		now := time.Now()
+		a.touch(now)
+		return conn.SetReadDeadline(now.Add(readTimeout))
+	})
 	conn.SetPingHandler(func(data string) error {
-		_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
-		return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
+		now := time.Now()
+		a.touch(now)
+		_ = conn.SetReadDeadline(now.Add(readTimeout))
+		return conn.WriteControl(websocket.PongMessage, []byte(data), now.Add(5*time.Second))
 	})
 	wg.Add(1)
 	go func() { // our own pings notice a dead server that never closed the socket
 		defer wg.Done()
-		t := time.NewTicker(30 * time.Second)
+		t := time.NewTicker(pingEvery)
 		defer t.Stop()
 		for {
 			select {
@@ -258,39 +289,77 @@ func (a *Adapter) session(ctx context.Context, jobs chan<- job) error {
 			}
 		}
 	}()
+	frames := make(chan frame, 256)
+	readErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readErr <- a.read(sctx, conn, frames)
+	}()
 
 	hello := false
-	for {
-		_, data, err := conn.ReadMessage()
-		received := time.Now()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("reading the websocket: %w", err)
-		}
-		_ = conn.SetReadDeadline(received.Add(readTimeout))
-		ev, err := model.WebSocketEventFromJSON(strings.NewReader(string(data)))
-		if err != nil || ev == nil {
-			continue // a reply to an action of ours, or noise
-		}
-		switch ev.EventType() {
+	for f := range frames {
+		switch f.ev.EventType() {
 		case model.WebsocketEventHello:
-			if !hello {
-				hello = true
-				a.connected.Store(true)
-				a.sessions.Add(1)
-				a.log.Info("connected to Mattermost", "server", a.api.base, "as", me.Username)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := a.catchUp(sctx, jobs); err != nil && sctx.Err() == nil {
-						a.log.Error("fetching missed posts", "err", err)
-					}
-				}()
+			if hello {
+				continue
+			}
+			hello = true
+			a.connected.Store(true)
+			a.sessions.Add(1)
+			a.log.Info("connected to Mattermost", "server", a.api.base, "as", me.Username)
+			if a.o.OnConnect != nil {
+				a.o.OnConnect(sctx)
+			}
+			if err := a.catchUp(sctx, ctx, h); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// Live posts would move cursors past what catch-up did not
+				// reach yet: start over on a fresh connection instead.
+				return fmt.Errorf("fetching missed posts: %w", err)
 			}
 		case model.WebsocketEventPosted:
-			a.onPosted(sctx, ev, received, jobs)
+			if hello {
+				a.onPosted(sctx, ctx, h, f.ev, f.received)
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	err = <-readErr
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// read passes the socket's hello and posted events to out until the
+// connection fails or ctx ends; it closes out.
+func (a *Adapter) read(ctx context.Context, conn *websocket.Conn, out chan<- frame) error {
+	defer close(out)
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("reading the websocket: %w", err)
+		}
+		received := time.Now()
+		a.touch(received)
+		_ = conn.SetReadDeadline(received.Add(readTimeout))
+		ev, err := model.WebSocketEventFromJSON(bytes.NewReader(data))
+		if err != nil || ev == nil {
+			continue // noise
+		}
+		switch ev.EventType() {
+		case model.WebsocketEventHello, model.WebsocketEventPosted:
+		default:
+			continue // replies to our actions, typing, status...
+		}
+		select {
+		case out <- frame{ev: ev, received: received}:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
@@ -315,15 +384,7 @@ func (a *Adapter) dial(ctx context.Context) (*websocket.Conn, error) {
 	return conn, nil
 }
 
-// job is one command to run.
-type job struct{ msg chat.Message }
-
-func (a *Adapter) handle(ctx context.Context, h chat.Handler, j job) {
-	defer a.state.done(j.msg.Channel.ID, j.msg.ID)
-	h.Handle(ctx, j.msg)
-}
-
-func (a *Adapter) onPosted(ctx context.Context, ev *model.WebSocketEvent, received time.Time, jobs chan<- job) {
+func (a *Adapter) onPosted(ctx, hctx context.Context, h chat.Handler, ev *model.WebSocketEvent, received time.Time) {
 	data := ev.GetData()
 	raw, _ := data["post"].(string)
 	var p model.Post
@@ -335,7 +396,7 @@ func (a *Adapter) onPosted(ctx context.Context, ev *model.WebSocketEvent, receiv
 	chName, _ := data["channel_name"].(string)
 	ch := a.rememberChannel(p.ChannelId, chName, chType)
 	sender, _ := data["sender_name"].(string)
-	a.consider(ctx, &p, ch, strings.TrimPrefix(sender, "@"), received, jobs)
+	a.consider(ctx, hctx, h, &p, ch, strings.TrimPrefix(sender, "@"), received)
 }
 
 func (a *Adapter) rememberChannel(id, name, typ string) chat.Channel {
@@ -352,21 +413,30 @@ func (a *Adapter) rememberChannel(id, name, typ string) chat.Channel {
 	return c
 }
 
-// consider decides whether p is a command for the bot and queues it; it
-// reports whether it queued one.
-func (a *Adapter) consider(ctx context.Context, p *model.Post, ch chat.Channel, sender string, received time.Time, jobs chan<- job) bool {
+// command returns the command text of p when p is a command for the bot: a
+// person (not the bot itself, another bot or the system) addressed it.
+func (a *Adapter) command(p *model.Post, me *model.User, ch chat.Channel) (string, bool) {
+	if p.UserId == me.Id || p.Type != "" || p.GetProp("from_bot") == "true" || p.GetProp("from_webhook") == "true" {
+		return "", false
+	}
+	return a.addressed(p.Message, me.Username, ch.Direct)
+}
+
+// consider hands p to h if it is a command for the bot, then moves the
+// channel's cursor past it; it reports whether it handed p over. ctx is the
+// session's (for lookups), hctx is the one commands get.
+func (a *Adapter) consider(ctx, hctx context.Context, h chat.Handler, p *model.Post, ch chat.Channel, sender string, received time.Time) bool {
 	me := a.me.Load()
 	if me == nil || p.UserId == me.Id {
 		return false
 	}
-	if p.Type != "" || p.GetProp("from_bot") == "true" || p.GetProp("from_webhook") == "true" {
-		a.state.see(p.ChannelId, p.CreateAt) // system messages and other bots
-		return false
-	}
-	text, ok := a.addressed(p.Message, me.Username, ch.Direct)
+	text, ok := a.command(p, me, ch)
 	if !ok {
 		a.state.see(p.ChannelId, p.CreateAt)
 		return false
+	}
+	if hctx.Err() != nil {
+		return false // shutting down: it stays behind the cursor for the next start
 	}
 	if !a.seen.add(p.Id, received) {
 		return false // already handled: it came both live and through catch-up
@@ -374,6 +444,8 @@ func (a *Adapter) consider(ctx context.Context, p *model.Post, ch chat.Channel, 
 	if sender == "" {
 		if u, err := a.api.user(ctx, p.UserId); err == nil {
 			sender = u.Username
+		} else {
+			a.log.Warn("finding the author of a command", "user_id", p.UserId, "err", err)
 		}
 	}
 	thread := p.RootId
@@ -384,28 +456,35 @@ func (a *Adapter) consider(ctx context.Context, p *model.Post, ch chat.Channel, 
 		ID: p.Id, Text: text, User: chat.User{ID: p.UserId, Username: sender},
 		Channel: ch, ThreadID: thread, At: time.UnixMilli(p.CreateAt), Received: received,
 	}
+	defer a.handled(p.ChannelId, p.CreateAt)
 	if age := received.Sub(msg.At); age > a.o.MaxAge {
 		a.log.Info("not running a missed command: too old", "user", sender, "age", age.Round(time.Second), "max", a.o.MaxAge)
-		a.state.see(p.ChannelId, p.CreateAt)
-		_, err := a.Reply(ctx, msg, fmt.Sprintf("I was offline when this was posted %s ago, so I did not run it. Send it again if it is still wanted.",
+		_, err := a.o.Notes.Reply(hctx, msg, fmt.Sprintf("I was offline when this was posted %s ago, so I did not run it. Send it again if it is still wanted.",
 			age.Round(time.Minute)))
 		if err != nil {
 			a.log.Warn("telling a user their command was too old", "err", err)
 		}
 		return false
 	}
-	a.state.start(p.ChannelId, p.Id, p.CreateAt)
-	select {
-	case jobs <- job{msg: msg}:
-		return true
-	case <-ctx.Done():
-		a.state.done(p.ChannelId, p.Id)
-		return false
+	h.Handle(hctx, msg)
+	return true
+}
+
+// handled moves the cursor past a command the handler took, and saves it at
+// once rather than at the next tick: commands are few, and the sooner the
+// cursor is on disk the smaller the window in which a crash would hand the
+// command over again.
+func (a *Adapter) handled(channelID string, created int64) {
+	a.state.see(channelID, created)
+	if err := a.state.flush(); err != nil {
+		a.log.Error("saving chat state", "err", err)
 	}
 }
 
 // addressed returns the command text when text is meant for the bot: it
-// mentions the bot, starts with the prefix, or is in a direct message.
+// starts with the mention or the prefix, or is in a direct message. A
+// mention further on ("please don't @summoner banish wekan") is talk about
+// the bot, not a command.
 func (a *Adapter) addressed(text, username string, direct bool) (string, bool) {
 	t := strings.TrimSpace(text)
 	if rest, ok := afterMention(t, "@"+username); ok {
@@ -420,39 +499,36 @@ func (a *Adapter) addressed(text, username string, direct bool) (string, bool) {
 	return "", false
 }
 
-// afterMention finds "@name" as a whole word in t and returns what follows
-// it, so "hey @summoner status" and "@summoner: status" both give "status".
+// afterMention reports whether t starts with mention as a whole word
+// ("@summoner", not "@summoner2" or "@summoner.bot") and returns what
+// follows it, past a ":" or "," ("@summoner: status" gives "status").
 func afterMention(t, mention string) (string, bool) {
-	lower := strings.ToLower(t)
-	from := 0
-	for {
-		i := strings.Index(lower[from:], strings.ToLower(mention))
-		if i < 0 {
+	if len(t) < len(mention) || !strings.EqualFold(t[:len(mention)], mention) {
+		return "", false
+	}
+	rest := t[len(mention):]
+	if rest != "" && isNameChar(rest[0]) {
+		// "@summoner." is the bot at the end of a sentence; "@summoner.x"
+		// is another user.
+		if rest[0] != '.' || (len(rest) > 1 && isNameChar(rest[1])) {
 			return "", false
 		}
-		i += from
-		end := i + len(mention)
-		before := i == 0 || !isNameChar(lower[i-1])
-		after := end == len(lower) || !isNameChar(lower[end]) || (lower[end] == '.' && (end+1 == len(lower) || !isNameChar(lower[end+1])))
-		if before && after {
-			rest := strings.TrimLeft(t[end:], " \t\n:,.!")
-			return strings.TrimSpace(rest), true
-		}
-		from = end
 	}
+	return strings.TrimSpace(strings.TrimLeft(rest, " \t\n:,.!")), true
 }
 
 func isNameChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 // catchUp fetches, for every channel the bot is in, the posts it missed,
-// and handles the commands among them that have no reply yet.
-func (a *Adapter) catchUp(ctx context.Context, jobs chan<- job) error {
+// and hands over, oldest first, the commands among them that have no reply
+// yet.
+func (a *Adapter) catchUp(ctx, hctx context.Context, h chat.Handler) error {
 	me := a.me.Load()
 	teams, err := a.api.myTeams(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("listing the bot's teams: %w", err)
 	}
 	now := time.Now()
 	floor := now.Add(-catchUpWindow).UnixMilli()
@@ -461,7 +537,7 @@ func (a *Adapter) catchUp(ctx context.Context, jobs chan<- job) error {
 	for _, t := range teams {
 		chans, err := a.api.myChannels(ctx, t.Id)
 		if err != nil {
-			return err
+			return fmt.Errorf("listing the bot's channels in team %s: %w", t.Name, err)
 		}
 		for _, c := range chans {
 			if done[c.Id] || c.DeleteAt != 0 {
@@ -479,50 +555,161 @@ func (a *Adapter) catchUp(ctx context.Context, jobs chan<- job) error {
 				a.state.see(c.Id, since)
 				continue
 			}
-			n, err := a.catchUpChannel(ctx, me, ch, since, now, jobs)
-			if err != nil {
+			n, err := a.catchUpChannel(ctx, hctx, h, me, ch, since, now)
+			var ae *APIError
+			switch {
+			case err == nil:
+				missed += n
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case errors.As(err, &ae) && (ae.Status == http.StatusForbidden || ae.Status == http.StatusNotFound):
+				// Retrying will not help (left or archived meanwhile).
+				a.log.Warn("cannot read a channel's missed posts", "channel", c.Name, "err", err)
+			default:
 				return fmt.Errorf("channel %s: %w", c.Name, err)
 			}
-			missed += n
 		}
 	}
 	if missed > 0 {
-		a.log.Info("answered commands missed while offline", "count", missed)
+		a.log.Info("handed over commands missed while offline", "count", missed)
 	}
 	return nil
 }
 
-func (a *Adapter) catchUpChannel(ctx context.Context, me *model.User, ch chat.Channel, since int64, now time.Time, jobs chan<- job) (int, error) {
-	list, err := a.api.postsSince(ctx, ch.ID, since)
-	if err != nil {
-		return 0, err
-	}
+func (a *Adapter) catchUpChannel(ctx, hctx context.Context, h chat.Handler, me *model.User, ch chat.Channel, since int64, now time.Time) (int, error) {
 	answered := map[string]bool{}
-	var posts []*model.Post
-	for _, p := range list.Posts {
+	var commands []*model.Post
+	newest := since
+	err := a.walkBack(ctx, ch.ID, since, func(p *model.Post) {
+		newest = max(newest, p.CreateAt)
 		if p.UserId == me.Id {
 			if id, ok := p.GetProp(replyProp).(string); ok {
 				answered[id] = true
 			}
-			continue
+			return
 		}
-		if p.CreateAt > since && p.DeleteAt == 0 {
-			posts = append(posts, p)
+		if _, ok := a.command(p, me, ch); ok {
+			commands = append(commands, p) // only these are kept: a busy channel has thousands of others
 		}
+	})
+	if err != nil {
+		return 0, err
 	}
-	sort.Slice(posts, func(i, j int) bool { return posts[i].CreateAt < posts[j].CreateAt })
+	sort.SliceStable(commands, func(i, j int) bool { return commands[i].CreateAt < commands[j].CreateAt })
 	n := 0
-	for _, p := range posts {
+	for _, p := range commands {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
 		if answered[p.Id] {
 			a.seen.add(p.Id, now)
 			a.state.see(ch.ID, p.CreateAt)
 			continue
 		}
-		if a.consider(ctx, p, ch, "", now, jobs) {
+		if a.consider(ctx, hctx, h, p, ch, "", now) {
 			n++
 		}
 	}
+	if hctx.Err() == nil {
+		a.state.see(ch.ID, newest)
+	}
 	return n, nil
+}
+
+// pageSize is the most posts the server returns at once (web.PerPageMaximum
+// in Mattermost v6.7.2; it silently caps larger values).
+const pageSize = 200
+
+// walkBack calls visit once for every post of the channel created after
+// since, newest first, reading pages of pageSize backwards.
+//
+// It does not use "?since=": in v6.7.2 that query takes an arbitrary 1,000
+// of the posts updated after the time (LIMIT without ORDER BY), so a busy
+// channel would silently lose commands. "?before=<post>" returns the posts
+// created strictly before that post's millisecond, newest first; to not
+// skip posts that share a millisecond with the last one of a page, the next
+// page starts before the oldest post of a newer millisecond, and the few
+// posts read twice are skipped.
+func (a *Adapter) walkBack(ctx context.Context, channelID string, since int64, visit func(*model.Post)) error {
+	visited := map[string]bool{}
+	before := ""
+	for page := 1; ; page++ {
+		list, err := a.api.postsBefore(ctx, channelID, before, pageSize)
+		if err != nil {
+			return fmt.Errorf("reading page %d of missed posts: %w", page, err)
+		}
+		posts := make([]*model.Post, 0, len(list.Order))
+		for _, id := range list.Order {
+			if p, ok := list.Posts[id]; ok && p != nil {
+				posts = append(posts, p)
+			}
+		}
+		sort.SliceStable(posts, func(i, j int) bool { return posts[i].CreateAt > posts[j].CreateAt })
+		for _, p := range posts {
+			if p.CreateAt > since && !visited[p.Id] {
+				visited[p.Id] = true
+				visit(p)
+			}
+		}
+		if len(list.Order) < pageSize || len(posts) == 0 {
+			return nil // the channel's first post
+		}
+		oldest := posts[len(posts)-1].CreateAt
+		if oldest <= since {
+			return nil
+		}
+		next := posts[len(posts)-1].Id
+		for i := len(posts) - 1; i >= 0; i-- {
+			if posts[i].CreateAt > oldest {
+				next = posts[i].Id
+				break
+			}
+		}
+		if posts[0].CreateAt == oldest {
+			// A whole page in one millisecond: the rest of that millisecond
+			// would be skipped. Never seen in practice.
+			a.log.Warn("a page of missed posts all share one millisecond; some may be skipped", "channel", channelID, "at", oldest)
+		}
+		before = next // older than the last anchor, so the walk always ends
+	}
+}
+
+// UsersByName maps each of names (without "@") that has an account to the
+// account's ID, so permissions can follow people rather than names. Names
+// with no account are absent.
+func (a *Adapter) UsersByName(ctx context.Context, names []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(names) == 0 {
+		return out, nil // the server refuses an empty list
+	}
+	us, err := a.api.usersByNames(ctx, names)
+	if err != nil {
+		return nil, fmt.Errorf("looking up %d usernames: %w", len(names), err)
+	}
+	for _, u := range us {
+		out[strings.ToLower(u.Username)] = u.Id
+	}
+	return out, nil
+}
+
+// UsersByID maps each of ids whose account is active to its current
+// username. Deactivated, deleted and unknown accounts are absent, so they
+// lose whatever rights their ID had.
+func (a *Adapter) UsersByID(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	us, err := a.api.usersByIDs(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("looking up %d accounts: %w", len(ids), err)
+	}
+	for _, u := range us {
+		if u.DeleteAt == 0 {
+			out[u.Id] = u.Username
+		}
+	}
+	return out, nil
 }
 
 // team is the ID of the team channel names refer to: the configured one,

@@ -143,6 +143,32 @@ func (a *api) postsSince(ctx context.Context, channelID string, since int64) (*m
 	return &l, a.do(ctx, http.MethodGet, fmt.Sprintf("/channels/%s/posts?since=%d", channelID, since), nil, &l)
 }
 
+// postsBefore lists up to perPage posts of the channel (replies included,
+// deleted ones not), newest first: the newest of all when before is "",
+// else those created before post before's millisecond. The threads they
+// belong to are not fetched along: catch-up reads every post anyway.
+func (a *api) postsBefore(ctx context.Context, channelID, before string, perPage int) (*model.PostList, error) {
+	q := url.Values{"per_page": {fmt.Sprint(perPage)}, "skipFetchThreads": {"true"}}
+	if before != "" {
+		q.Set("before", before)
+	}
+	var l model.PostList
+	return &l, a.do(ctx, http.MethodGet, "/channels/"+url.PathEscape(channelID)+"/posts?"+q.Encode(), nil, &l)
+}
+
+// usersByNames looks usernames up; names with no account are left out.
+func (a *api) usersByNames(ctx context.Context, names []string) ([]*model.User, error) {
+	var us []*model.User
+	return us, a.do(ctx, http.MethodPost, "/users/usernames", names, &us)
+}
+
+// usersByIDs looks accounts up by ID, deactivated ones included (their
+// DeleteAt is set); unknown IDs are left out.
+func (a *api) usersByIDs(ctx context.Context, ids []string) ([]*model.User, error) {
+	var us []*model.User
+	return us, a.do(ctx, http.MethodPost, "/users/ids", ids, &us)
+}
+
 func (a *api) createPost(ctx context.Context, p *model.Post) (*model.Post, error) {
 	var out model.Post
 	return &out, a.do(ctx, http.MethodPost, "/posts", p, &out)

@@ -13,16 +13,18 @@ import (
 )
 
 // cursors remembers, per channel, up to which post (by creation time, Unix
-// ms) everything has been handled. A command still running holds its
-// channel's cursor back, so a crash mid-command means it is looked at again
-// on restart (and skipped there if its reply was already posted).
+// ms) everything was dealt with: the handler took every command up to
+// there. A command not handed over yet stays after its channel's cursor, so
+// after a crash it is fetched again (and skipped if it was answered).
 type cursors struct {
-	mu       sync.Mutex
-	path     string
-	seen     map[string]int64            // newest post seen per channel
-	inflight map[string]map[string]int64 // channel -> post ID -> created
-	saved    map[string]int64            // what the file holds
-	dirty    bool
+	mu    sync.Mutex
+	path  string
+	seen  map[string]int64 // channel ID -> cursor
+	dirty bool
+
+	// wmu orders writes: a flush from the read loop and one from the
+	// ticker must not land older-after-newer.
+	wmu sync.Mutex
 }
 
 type stateFile struct {
@@ -30,11 +32,15 @@ type stateFile struct {
 	Channels map[string]int64 `json:"channels"` // channel ID -> cursor (Unix ms)
 }
 
+func newCursors(path string) *cursors {
+	return &cursors{path: path, seen: map[string]int64{}}
+}
+
 // loadCursors reads the state file; a missing file is an empty state. A
 // damaged file is kept aside and replaced, since losing it costs at most a
 // few re-fetched posts (replies are de-duplicated anyway).
 func loadCursors(path string) (*cursors, error) {
-	c := &cursors{path: path, seen: map[string]int64{}, inflight: map[string]map[string]int64{}, saved: map[string]int64{}}
+	c := newCursors(path)
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -48,12 +54,12 @@ func loadCursors(path string) (*cursors, error) {
 		return c, fmt.Errorf("chat state %s was damaged (kept as %s.damaged): %w", path, path, err)
 	}
 	for ch, t := range sf.Channels {
-		c.seen[ch], c.saved[ch] = t, t
+		c.seen[ch] = t
 	}
 	return c, nil
 }
 
-// cursor is the time up to which channel ch is handled, if known.
+// cursor is the time up to which channel ch is dealt with, if known.
 func (c *cursors) cursor(ch string) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -61,78 +67,48 @@ func (c *cursors) cursor(ch string) (int64, bool) {
 	return t, ok
 }
 
-// see records a post that needs no handling (or whose handling is done).
+// see records that everything in ch up to created (Unix ms) is dealt with.
+// The cursor never moves back.
 func (c *cursors) see(ch string, created int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if created > c.seen[ch] {
+	if old, ok := c.seen[ch]; !ok || created > old {
 		c.seen[ch] = created
 		c.dirty = true
 	}
 }
 
-// start marks a command as running; done marks it finished.
-func (c *cursors) start(ch, postID string, created int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.inflight[ch] == nil {
-		c.inflight[ch] = map[string]int64{}
-	}
-	c.inflight[ch][postID] = created
-	if created > c.seen[ch] {
-		c.seen[ch] = created
-	}
-	c.dirty = true
-}
-
-func (c *cursors) done(ch, postID string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.inflight[ch], postID)
-	if len(c.inflight[ch]) == 0 {
-		delete(c.inflight, ch)
-	}
-	c.dirty = true
-}
-
-// snapshot is what may be persisted: per channel, just before the oldest
-// command still running, else the newest post seen.
-func (c *cursors) snapshot() map[string]int64 {
-	out := make(map[string]int64, len(c.seen))
-	for ch, t := range c.seen {
-		for _, created := range c.inflight[ch] {
-			t = min(t, created-1)
-		}
-		out[ch] = t
-	}
-	return out
-}
-
 // flush writes the state file if anything changed: a temp file, fsync,
 // rename, so a crash leaves the old or the new state, never half of one.
+// Without a path the state lives in memory only.
 func (c *cursors) flush() error {
+	if c.path == "" {
+		return nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	if !c.dirty {
 		c.mu.Unlock()
 		return nil
 	}
-	snap := c.snapshot()
+	snap := make(map[string]int64, len(c.seen))
+	for ch, t := range c.seen {
+		snap[ch] = t
+	}
 	c.dirty = false
 	c.mu.Unlock()
 
 	data, err := json.Marshal(stateFile{Version: 1, Channels: snap})
 	if err != nil {
-		return err
+		return fmt.Errorf("encoding chat state: %w", err)
 	}
 	if err := atomicfile.Write(c.path, data, 0o600); err != nil {
 		c.mu.Lock()
 		c.dirty = true
 		c.mu.Unlock()
-		return fmt.Errorf("saving chat state: %w", err)
+		return fmt.Errorf("saving chat state %s: %w", c.path, err)
 	}
-	c.mu.Lock()
-	c.saved = snap
-	c.mu.Unlock()
 	return nil
 }
 

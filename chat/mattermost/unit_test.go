@@ -20,22 +20,58 @@ func TestAddressed(t *testing.T) {
 	}{
 		{"mention first", "@summoner help", false, "help", true},
 		{"mention with colon", "@summoner: status wekan", false, "status wekan", true},
-		{"mention later", "hey @summoner ping", false, "ping", true},
+		{"mention with comma", "@summoner, status", false, "status", true},
+		{"leading space", "  @summoner ping", false, "ping", true},
+		{"mention on its own line", "@summoner\nstatus", false, "status", true},
 		{"mention case", "@Summoner help", false, "help", true},
 		{"only the mention", "@summoner", false, "", true},
+		{"mention then sentence end", "@summoner.", false, "", true},
+		{"mention later is talk", "hey @summoner ping", false, "", false},
+		{"mention in a sentence", "please don't @summoner banish wekan", false, "", false},
+		{"mention at sentence end", "thanks @summoner.", false, "", false},
 		{"longer name is someone else", "@summoner2 help", false, "", false},
 		{"name with dot suffix is someone else", "@summoner.bot help", false, "", false},
-		{"mention at sentence end", "thanks @summoner.", false, "", true},
+		{"name with dash suffix is someone else", "@summoner-old help", false, "", false},
+		{"no at sign", "summoner help", false, "", false},
 		{"prefix", "!status", false, "status", true},
+		{"prefix later is talk", "try !status", false, "", false},
 		{"plain talk", "help me please", false, "", false},
 		{"direct message", "help", true, "help", true},
 		{"direct with mention", "@summoner help", true, "help", true},
+		{"direct with mention later is the whole text", "please @summoner ping", true, "please @summoner ping", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, ok := a.addressed(tt.text, "summoner", tt.direct)
 			if got != tt.want || ok != tt.ok {
 				t.Fatalf("addressed(%q) = %q, %v; want %q, %v", tt.text, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestAfterMention(t *testing.T) {
+	tests := []struct {
+		text, want string
+		ok         bool
+	}{
+		{"@bot status", "status", true},
+		{"@bot:status", "status", true},
+		{"@bot ,  status  ", "status", true},
+		{"@BOT status", "status", true},
+		{"@bot", "", true},
+		{"@bo", "", false},
+		{"", "", false},
+		{"x @bot status", "", false},
+		{"@bot_2 status", "", false},
+		{"@bot.x status", "", false},
+		{"@bot. status", "status", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			got, ok := afterMention(tt.text, "@bot")
+			if got != tt.want || ok != tt.ok {
+				t.Fatalf("afterMention(%q) = %q, %v; want %q, %v", tt.text, got, ok, tt.want, tt.ok)
 			}
 		})
 	}
@@ -95,15 +131,15 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func TestCursorsHoldBackForRunningCommands(t *testing.T) {
+func TestCursorsPersistAndNeverMoveBack(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	c, err := loadCursors(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.see("ch", 100)
-	c.start("ch", "p1", 200) // a command still running
-	c.see("ch", 300)         // a later post, already seen
+	c.see("ch", 300)
+	c.see("ch", 100) // an older post, dealt with later: the cursor stays
+	c.see("other", 5)
 	if err := c.flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,16 +147,21 @@ func TestCursorsHoldBackForRunningCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := back.cursor("ch"); got != 199 {
-		t.Fatalf("saved cursor = %d, want 199 (just before the running command)", got)
+	for ch, want := range map[string]int64{"ch": 300, "other": 5} {
+		if got, ok := back.cursor(ch); !ok || got != want {
+			t.Errorf("saved cursor of %s = %d, %v; want %d", ch, got, ok, want)
+		}
 	}
-	c.done("ch", "p1")
+	if _, ok := back.cursor("never"); ok {
+		t.Error("a channel never seen has a cursor")
+	}
+}
+
+func TestCursorsInMemoryOnly(t *testing.T) {
+	c := newCursors("")
+	c.see("ch", 1)
 	if err := c.flush(); err != nil {
-		t.Fatal(err)
-	}
-	back, _ = loadCursors(path)
-	if got, _ := back.cursor("ch"); got != 300 {
-		t.Fatalf("saved cursor = %d, want 300 once the command finished", got)
+		t.Fatalf("flush without a file = %v, want nothing to do", err)
 	}
 }
 
