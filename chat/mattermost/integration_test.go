@@ -3,6 +3,7 @@ package mattermost_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,6 +28,7 @@ const wait = 30 * time.Second
 type bot struct {
 	a       *mattermost.Adapter
 	rt      *commands.Router
+	async   *asyncHandler
 	skew    atomic.Int64 // added to the router's clock, to expire codes
 	wiped   atomic.Int32
 	holding atomic.Bool
@@ -35,26 +37,75 @@ type bot struct {
 	onReply func(m chat.Message, sending time.Time)
 }
 
-func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*mattermost.Options)) *bot {
+// botSetup is what a test may change before startBot starts the bot.
+type botSetup struct {
+	mm        mattermost.Options
+	levelOf   func(chat.User) commands.Level // default: the operator account is operator
+	onConnect func(ctx context.Context, a *mattermost.Adapter)
+}
+
+// asyncHandler stands in for commands.Queue: Handle starts the command and
+// returns at once, as the adapter requires; stop waits for the commands.
+// It counts how often each message was handed over.
+type asyncHandler struct {
+	h   chat.Handler
+	ctx context.Context
+	wg  sync.WaitGroup
+
+	mu      sync.Mutex
+	handled map[string]int
+}
+
+func (q *asyncHandler) Handle(_ context.Context, m chat.Message) {
+	q.mu.Lock()
+	q.handled[m.ID]++
+	q.mu.Unlock()
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		q.h.Handle(q.ctx, m)
+	}()
+}
+
+// handed tells how often the post was handed to this bot's handler.
+func (b *bot) handed(postID string) int {
+	b.async.mu.Lock()
+	defer b.async.mu.Unlock()
+	return b.async.handled[postID]
+}
+
+func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*botSetup)) *bot {
 	t.Helper()
 	b := &bot{release: make(chan struct{})}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	o := mattermost.Options{
-		URL: e.URL, Token: e.BotToken, Team: e.Team, StateFile: state, Logger: logger,
-		Backoff: mattermost.Backoff{Min: 200 * time.Millisecond, Max: 2 * time.Second},
-		OnReply: func(m chat.Message, at time.Time) {
-			if b.onReply != nil {
-				b.onReply(m, at)
+	s := botSetup{
+		mm: mattermost.Options{
+			URL: e.URL, Token: e.BotToken, Team: e.Team, StateFile: state, Logger: logger,
+			Backoff: mattermost.Backoff{Min: 200 * time.Millisecond, Max: 2 * time.Second},
+			OnReply: func(m chat.Message, at time.Time) {
+				if b.onReply != nil {
+					b.onReply(m, at)
+				}
+			},
+		},
+		levelOf: func(u chat.User) commands.Level {
+			if u.Username == e.Operator.Username {
+				return commands.Operator
 			}
+			return commands.Everyone
 		},
 	}
 	for _, f := range opts {
-		f(&o)
+		f(&s)
 	}
-	a, err := mattermost.New(o)
+	if s.onConnect != nil {
+		s.mm.OnConnect = func(ctx context.Context) { s.onConnect(ctx, b.a) }
+	}
+	a, err := mattermost.New(s.mm)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.a = a
 	reg, err := commands.NewRegistry(
 		commands.Definition{Name: "deploy", Summary: "test-only operator command", Level: commands.Operator, Mutating: true,
 			Run: func(context.Context, *commands.Request) (string, error) { return "deployed", nil }},
@@ -92,21 +143,17 @@ func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*mattermos
 	}
 	b.rt, err = commands.NewRouter(commands.Options{
 		Registry: reg, Poster: a, Logger: logger,
-		Now: func() time.Time { return time.Now().Add(time.Duration(b.skew.Load())) },
-		LevelOf: func(u chat.User) commands.Level {
-			if u.Username == e.Operator.Username {
-				return commands.Operator
-			}
-			return commands.Everyone
-		},
+		Now:     func() time.Time { return time.Now().Add(time.Duration(b.skew.Load())) },
+		LevelOf: s.levelOf,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmdCtx, stopCommands := context.WithCancel(context.Background())
+	b.async = &asyncHandler{h: b.rt, ctx: cmdCtx, handled: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, b.rt) }()
-	b.a = a
+	go func() { done <- a.Run(ctx, b.async) }()
 	var once sync.Once
 	b.stop = func() {
 		once.Do(func() {
@@ -114,11 +161,47 @@ func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*mattermos
 			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 				t.Errorf("adapter stopped with %v", err)
 			}
+			// Let commands finish their replies, as the queue would.
+			finished := make(chan struct{})
+			go func() { b.async.wg.Wait(); close(finished) }()
+			select {
+			case <-finished:
+			case <-time.After(wait):
+				t.Errorf("commands still running %v after the bot stopped; cancelling them", wait)
+			}
+			stopCommands()
+			<-finished
 		})
 	}
 	t.Cleanup(b.stop)
 	waitFor(t, "the bot to connect", a.Connected)
 	return b
+}
+
+// say posts text addressed to the bot as c and returns the post.
+func say(t testing.TB, e *mmtest.Env, c *model.Client4, channelID, text string) *model.Post {
+	t.Helper()
+	return mmtest.Post(t, c, channelID, "", "@"+e.BotUsername+" "+text)
+}
+
+// settle proves the bot has dealt with everything posted in the channel so
+// far: it hands posts over in order, so once a later command is answered,
+// the earlier ones were handed over (or ignored) already.
+func settle(t testing.TB, e *mmtest.Env, c *model.Client4, channelID string) {
+	t.Helper()
+	mmtest.WaitReply(t, c, say(t, e, c, channelID, "ping"), wait)
+}
+
+// answeredOnce checks the post was handed over once to b and has exactly
+// want replies (more than one when a long answer is split).
+func answeredOnce(t testing.TB, b *bot, c *model.Client4, p *model.Post, want int) {
+	t.Helper()
+	if n := b.handed(p.Id); n != 1 {
+		t.Errorf("%q was handed to the handler %d times, want once", p.Message, n)
+	}
+	if rs := mmtest.Replies(t, c, p); len(rs) != want {
+		t.Errorf("%q got %d replies, want %d", p.Message, len(rs), want)
+	}
 }
 
 func waitFor(t testing.TB, what string, ok func() bool) {
@@ -128,7 +211,7 @@ func waitFor(t testing.TB, what string, ok func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -141,12 +224,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func TestAnswersInThreadAndDirectMessages(t *testing.T) {
 	e := mmtest.FromEnv(t)
-	ch := e.NewChannel(t)
-	startBot(t, e, filepath.Join(t.TempDir(), "state.json"))
+	b := startBot(t, e, filepath.Join(t.TempDir(), "state.json"))
 	member := e.Client(t, e.Member)
 
+	// Each case has its own channel, so none depends on what another left.
 	t.Run("help in a channel, in its thread", func(t *testing.T) {
-		p := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" help")
+		ch := e.NewChannel(t)
+		p := say(t, e, member, ch.Id, "help")
 		r := mmtest.WaitReply(t, member, p, wait)
 		if r.RootId != p.Id || r.ChannelId != ch.Id {
 			t.Fatalf("reply root %q channel %q, want thread %q in %q", r.RootId, r.ChannelId, p.Id, ch.Id)
@@ -156,19 +240,27 @@ func TestAnswersInThreadAndDirectMessages(t *testing.T) {
 				t.Errorf("help lacks %q:\n%s", w, r.Message)
 			}
 		}
+		settle(t, e, member, ch.Id)
+		answeredOnce(t, b, member, p, 1)
 	})
 	t.Run("typo", func(t *testing.T) {
-		p := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" hlep")
+		ch := e.NewChannel(t)
+		p := say(t, e, member, ch.Id, "hlep")
 		if r := mmtest.WaitReply(t, member, p, wait); !strings.Contains(r.Message, "Did you mean `help`?") {
 			t.Fatalf("reply %q", r.Message)
 		}
+		settle(t, e, member, ch.Id)
+		answeredOnce(t, b, member, p, 1)
 	})
 	t.Run("a reply inside a thread stays in that thread", func(t *testing.T) {
+		ch := e.NewChannel(t)
 		root := mmtest.Post(t, member, ch.Id, "", "a discussion")
 		p := mmtest.Post(t, member, ch.Id, root.Id, "@"+e.BotUsername+" ping")
 		if r := mmtest.WaitReply(t, member, p, wait); r.RootId != root.Id || r.Message != "pong" {
 			t.Fatalf("reply %q in thread %q, want pong in %q", r.Message, r.RootId, root.Id)
 		}
+		settle(t, e, member, ch.Id)
+		answeredOnce(t, b, member, p, 1)
 	})
 	t.Run("direct message without mention", func(t *testing.T) {
 		dm, _, err := member.CreateDirectChannel(e.UserID(t, member, e.Member.Username), e.UserID(t, member, e.BotUsername))
@@ -179,20 +271,40 @@ func TestAnswersInThreadAndDirectMessages(t *testing.T) {
 		if r := mmtest.WaitReply(t, member, p, wait); !strings.Contains(r.Message, "You are @"+e.Member.Username) {
 			t.Fatalf("reply %q", r.Message)
 		}
+		settle(t, e, member, dm.Id)
+		answeredOnce(t, b, member, p, 1)
 	})
 	t.Run("other bots and plain talk are ignored", func(t *testing.T) {
+		ch := e.NewChannel(t)
 		other := e.BotClient(e.OtherBotToken)
-		fromBot := mmtest.Post(t, other, ch.Id, "", "@"+e.BotUsername+" ping")
+		fromBot := say(t, e, other, ch.Id, "ping")
 		talk := mmtest.Post(t, member, ch.Id, "", "ping, anyone?")
-		// The bot reads posts in order: once it answers the next one, it
-		// has already decided about these two.
-		sync := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" ping")
-		mmtest.WaitReply(t, member, sync, wait)
-		if rs := mmtest.Replies(t, member, fromBot); len(rs) != 0 {
-			t.Fatalf("answered another bot: %q", rs[0].Message)
+		settle(t, e, member, ch.Id)
+		for _, p := range []*model.Post{fromBot, talk} {
+			if rs := mmtest.Replies(t, member, p); len(rs) != 0 || b.handed(p.Id) != 0 {
+				t.Errorf("%q was handed over %d times and got %d replies, want none", p.Message, b.handed(p.Id), len(rs))
+			}
 		}
-		if rs := mmtest.Replies(t, member, talk); len(rs) != 0 {
-			t.Fatalf("answered a post not addressed to it: %q", rs[0].Message)
+	})
+	t.Run("only a mention at the start addresses the bot", func(t *testing.T) {
+		ch := e.NewChannel(t)
+		aside := mmtest.Post(t, member, ch.Id, "", "please don't @"+e.BotUsername+" ping")
+		forms := []string{"@%s ping", "@%s: ping", "@%s, ping", "  @%s   ping"}
+		var asked []*model.Post
+		for _, f := range forms {
+			asked = append(asked, mmtest.Post(t, member, ch.Id, "", fmt.Sprintf(f, e.BotUsername)))
+		}
+		for _, p := range asked {
+			if r := mmtest.WaitReply(t, member, p, wait); r.Message != "pong" {
+				t.Errorf("%q: reply %q, want pong", p.Message, r.Message)
+			}
+		}
+		// The bot answered later posts, so it has judged the aside already.
+		if rs := mmtest.Replies(t, member, aside); len(rs) != 0 || b.handed(aside.Id) != 0 {
+			t.Fatalf("a mention inside a sentence was taken as a command: handed over %d times, replies %d", b.handed(aside.Id), len(rs))
+		}
+		for _, p := range asked {
+			answeredOnce(t, b, member, p, 1)
 		}
 	})
 }
@@ -202,10 +314,12 @@ func TestPermissionsAndConfirmation(t *testing.T) {
 	ch := e.NewChannel(t)
 	b := startBot(t, e, filepath.Join(t.TempDir(), "state.json"))
 	member, operator := e.Client(t, e.Member), e.Client(t, e.Operator)
-	say := func(c *model.Client4, text string) string {
+	ask := func(c *model.Client4, text string) string {
 		t.Helper()
-		p := mmtest.Post(t, c, ch.Id, "", "@"+e.BotUsername+" "+text)
-		return mmtest.WaitReply(t, c, p, wait).Message
+		p := say(t, e, c, ch.Id, text)
+		r := mmtest.WaitReply(t, c, p, wait).Message
+		answeredOnce(t, b, c, p, 1)
+		return r
 	}
 	code := func(reply string) string {
 		t.Helper()
@@ -217,30 +331,30 @@ func TestPermissionsAndConfirmation(t *testing.T) {
 		return c[:strings.Index(c, "`")]
 	}
 
-	if r := say(member, "deploy"); !strings.Contains(r, "`deploy` needs operator rights, and you have everyone rights") {
+	if r := ask(member, "deploy"); !strings.Contains(r, "`deploy` needs operator rights, and you have everyone rights") {
 		t.Fatalf("member deploy: %q", r)
 	}
-	if r := say(operator, "deploy"); r != "deployed" {
+	if r := ask(operator, "deploy"); r != "deployed" {
 		t.Fatalf("operator deploy: %q", r)
 	}
 
-	c := code(say(operator, "wipe"))
-	if r := say(member, "confirm "+c); !strings.Contains(r, "belongs to @"+e.Operator.Username) {
+	c := code(ask(operator, "wipe"))
+	if r := ask(member, "confirm "+c); !strings.Contains(r, "belongs to @"+e.Operator.Username) {
 		t.Fatalf("member used the operator's code: %q", r)
 	}
-	if r := say(operator, "confirm "+c); r != "wiped" {
+	if r := ask(operator, "confirm "+c); r != "wiped" {
 		t.Fatalf("operator confirm: %q", r)
 	}
-	if r := say(operator, "confirm "+c); !strings.Contains(r, "No command is waiting") {
+	if r := ask(operator, "confirm "+c); !strings.Contains(r, "No command is waiting") {
 		t.Fatalf("second confirm: %q", r)
 	}
 	if n := b.wiped.Load(); n != 1 {
 		t.Fatalf("wipe ran %d times, want 1", n)
 	}
 
-	c = code(say(operator, "wipe"))
+	c = code(ask(operator, "wipe"))
 	b.skew.Store(int64(5*time.Minute + time.Second))
-	if r := say(operator, "confirm "+c); !strings.Contains(r, "expired") {
+	if r := ask(operator, "confirm "+c); !strings.Contains(r, "expired") {
 		t.Fatalf("late confirm: %q", r)
 	}
 	if n := b.wiped.Load(); n != 1 {
@@ -250,15 +364,15 @@ func TestPermissionsAndConfirmation(t *testing.T) {
 
 func TestLongRepliesAndProgress(t *testing.T) {
 	e := mmtest.FromEnv(t)
-	ch := e.NewChannel(t)
-	startBot(t, e, filepath.Join(t.TempDir(), "state.json"))
+	b := startBot(t, e, filepath.Join(t.TempDir(), "state.json"))
 	member := e.Client(t, e.Member)
 
 	t.Run("split over posts", func(t *testing.T) {
-		p := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" long")
+		ch := e.NewChannel(t)
+		p := say(t, e, member, ch.Id, "long")
 		mmtest.WaitReply(t, member, p, wait)
 		var rs []*model.Post
-		waitFor(t, "three parts", func() bool { rs = mmtest.Replies(t, member, p); return len(rs) == 3 })
+		waitFor(t, "three parts", func() bool { rs = mmtest.Replies(t, member, p); return len(rs) >= 3 })
 		var all strings.Builder
 		for _, r := range rs {
 			all.WriteString(r.Message + "\n")
@@ -266,106 +380,153 @@ func TestLongRepliesAndProgress(t *testing.T) {
 		if got := strings.Count(all.String(), "0123456789 abcdefghij klmnopqrstuvwxyz\n"); got != 1000 {
 			t.Fatalf("%d of 1000 lines arrived", got)
 		}
+		settle(t, e, member, ch.Id)
+		answeredOnce(t, b, member, p, 3)
 	})
 	t.Run("attached as a file", func(t *testing.T) {
-		p := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" huge")
+		ch := e.NewChannel(t)
+		p := say(t, e, member, ch.Id, "huge")
 		r := mmtest.WaitReply(t, member, p, wait)
 		if !strings.Contains(r.Message, "attached as reply.txt") || len(r.FileIds) != 1 {
 			t.Fatalf("reply %q with %d files", r.Message, len(r.FileIds))
 		}
-		data, _, err := member.GetFile(r.FileIds[0])
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The server saves the post, then attaches the file to it: until
+		// then the file is the bot's alone.
+		var data []byte
+		waitFor(t, "the attachment to be readable", func() bool {
+			var err error
+			data, _, err = member.GetFile(r.FileIds[0])
+			return err == nil
+		})
 		if len(data) != 5000*len("line of output from a very chatty command\n") {
 			t.Fatalf("attachment has %d bytes", len(data))
 		}
+		settle(t, e, member, ch.Id)
+		answeredOnce(t, b, member, p, 1)
 	})
 	t.Run("progress edited in place", func(t *testing.T) {
-		p := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" work")
+		ch := e.NewChannel(t)
+		p := say(t, e, member, ch.Id, "work")
 		r := mmtest.WaitReply(t, member, p, wait)
 		final := mmtest.WaitEdited(t, member, r.Id, wait, func(s string) bool { return s == "work finished" })
 		if final.EditAt == 0 {
 			t.Fatal("the progress post was not edited")
 		}
-		if rs := mmtest.Replies(t, member, p); len(rs) != 1 {
-			t.Fatalf("%d replies, want one message edited in place", len(rs))
-		}
+		settle(t, e, member, ch.Id)
+		answeredOnce(t, b, member, p, 1) // one message, edited in place
 	})
 }
 
 func TestReconnectsAfterServerRestart(t *testing.T) {
 	e := mmtest.FromEnv(t)
 	ch := e.NewChannel(t)
-	b := startBot(t, e, filepath.Join(t.TempDir(), "state.json"))
+	var connects atomic.Int32
+	b := startBot(t, e, filepath.Join(t.TempDir(), "state.json"), func(s *botSetup) {
+		s.onConnect = func(context.Context, *mattermost.Adapter) { connects.Add(1) }
+	})
+	if la := b.a.LastActivity(); time.Since(la) > wait {
+		t.Fatalf("last activity %v while connected", la)
+	}
 	before := b.a.Sessions()
+	restarted := time.Now()
 	e.Restart(t)
 	// The restart closes the websocket; wait until the bot noticed and is
 	// back, without the test telling it anything.
 	waitFor(t, "the bot to reconnect", func() bool { return b.a.Sessions() > before && b.a.Connected() })
 	member := e.Client(t, e.Member)
-	p := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" ping")
+	p := say(t, e, member, ch.Id, "ping")
 	if r := mmtest.WaitReply(t, member, p, wait); r.Message != "pong" {
 		t.Fatalf("reply %q", r.Message)
 	}
-	if rs := mmtest.Replies(t, member, p); len(rs) != 1 {
-		t.Fatalf("%d replies after reconnecting, want 1", len(rs))
+	answeredOnce(t, b, member, p, 1)
+	if n, s := connects.Load(), b.a.Sessions(); int64(n) != s || n < 2 {
+		t.Errorf("OnConnect ran %d times for %d sessions, want once per session", n, s)
+	}
+	if la := b.a.LastActivity(); !la.After(restarted) {
+		t.Errorf("last activity %v, not since the server came back (restart began %v)", la, restarted)
+	}
+}
+
+// away makes a channel the bot has seen, then stops the bot: what is
+// posted next is missed. It returns the channel, the bot's state file, the
+// member's client and the member's command the bot answered before it went.
+func away(t *testing.T, e *mmtest.Env) (*model.Channel, string, *model.Client4, *model.Post) {
+	t.Helper()
+	ch := e.NewChannel(t)
+	state := filepath.Join(t.TempDir(), "state.json")
+	member := e.Client(t, e.Member)
+	b := startBot(t, e, state)
+	before := say(t, e, member, ch.Id, "ping")
+	mmtest.WaitReply(t, member, before, wait) // the bot has read the channel
+	b.stop()
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("no state file after stopping: %v", err)
+	}
+	return ch, state, member, before
+}
+
+// answeredOnceOverRestarts starts the bot twice from state: the first start
+// answers the missed whoami cmd, the second hands nothing over again, and
+// cmd and each of answered have exactly one reply at the end.
+func answeredOnceOverRestarts(t *testing.T, e *mmtest.Env, ch *model.Channel, state string, member *model.Client4, cmd *model.Post, answered ...*model.Post) {
+	t.Helper()
+	for run := range 2 {
+		b := startBot(t, e, state)
+		r := mmtest.WaitReply(t, member, cmd, wait)
+		if !strings.Contains(r.Message, "You are @"+e.Member.Username) {
+			t.Fatalf("reply %q", r.Message)
+		}
+		settle(t, e, member, ch.Id)
+		b.stop()
+		if n, want := b.handed(cmd.Id), 1-run; n != want {
+			t.Fatalf("start %d handed the missed command over %d times, want %d", run+1, n, want)
+		}
+		for _, p := range answered {
+			if n := b.handed(p.Id); n != 0 {
+				t.Fatalf("start %d handed %q, answered before, over again", run+1, p.Message)
+			}
+		}
+	}
+	for _, p := range append(answered, cmd) {
+		if rs := mmtest.Replies(t, member, p); len(rs) != 1 {
+			t.Fatalf("%q got %d replies, want exactly 1", p.Message, len(rs))
+		}
 	}
 }
 
 func TestMissedCommandsAnsweredOnceAfterRestart(t *testing.T) {
 	e := mmtest.FromEnv(t)
-	ch := e.NewChannel(t)
-	state := filepath.Join(t.TempDir(), "state.json")
-	member := e.Client(t, e.Member)
-
-	b := startBot(t, e, state)
-	first := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" ping")
-	mmtest.WaitReply(t, member, first, wait)
-	b.stop()
-	if _, err := os.Stat(state); err != nil {
-		t.Fatalf("no state file after stopping: %v", err)
-	}
-
-	missed := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" whoami")
-	for range 2 { // two restarts: the second must not answer again
-		b = startBot(t, e, state)
-		r := mmtest.WaitReply(t, member, missed, wait)
-		if !strings.Contains(r.Message, "You are @"+e.Member.Username) {
-			t.Fatalf("reply %q", r.Message)
-		}
-		sync := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" ping")
-		mmtest.WaitReply(t, member, sync, wait)
-		b.stop()
-	}
-	if rs := mmtest.Replies(t, member, missed); len(rs) != 1 {
-		t.Fatalf("the missed command got %d replies, want exactly 1", len(rs))
-	}
-	if rs := mmtest.Replies(t, member, first); len(rs) != 1 {
-		t.Fatalf("the first command got %d replies, want exactly 1", len(rs))
-	}
+	ch, state, member, before := away(t, e)
+	missed := say(t, e, member, ch.Id, "whoami")
+	answeredOnceOverRestarts(t, e, ch, state, member, missed, before)
 }
 
 func TestTooOldMissedCommandIsNotRun(t *testing.T) {
 	e := mmtest.FromEnv(t)
-	ch := e.NewChannel(t)
-	state := filepath.Join(t.TempDir(), "state.json")
-	member := e.Client(t, e.Member)
-	b := startBot(t, e, state)
-	b.stop()
-	old := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" ping")
-	time.Sleep(1500 * time.Millisecond) // older than the 1 s limit below
-	startBot(t, e, state, func(o *mattermost.Options) { o.MaxAge = time.Second })
+	ch, state, member, _ := away(t, e)
+	old := say(t, e, member, ch.Id, "ping")
+	// Any missed command is older than a millisecond when the bot is back:
+	// no need to wait for one to age.
+	b := startBot(t, e, state, func(s *botSetup) { s.mm.MaxAge = time.Millisecond })
 	r := mmtest.WaitReply(t, member, old, wait)
 	if !strings.Contains(r.Message, "I was offline") || strings.Contains(r.Message, "pong") {
 		t.Fatalf("reply %q, want the offline note instead of running it", r.Message)
+	}
+	mmtest.WaitReply(t, member, say(t, e, member, ch.Id, "ping"), wait) // a note or a pong: either proves it got this far
+	if n := b.handed(old.Id); n != 0 {
+		t.Fatalf("the too-old command was handed over %d times", n)
+	}
+	if rs := mmtest.Replies(t, member, old); len(rs) != 1 {
+		t.Fatalf("%d replies to the too-old command, want the one note", len(rs))
 	}
 }
 
 func TestPostToChannelByName(t *testing.T) {
 	e := mmtest.FromEnv(t)
 	b := startBot(t, e, "")
-	ref, err := b.a.PostToChannel(context.Background(), e.OpsChannel, "report: all good")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ref, err := b.a.PostToChannel(ctx, e.OpsChannel, "report: all good")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,19 +534,26 @@ func TestPostToChannelByName(t *testing.T) {
 	if err != nil || p.Message != "report: all good" {
 		t.Fatalf("post %v, %v", p, err)
 	}
-	if _, err := b.a.PostToChannel(context.Background(), "no-such-channel", "x"); err == nil || !strings.Contains(err.Error(), "not found, or the bot is not a member") {
+	if _, err := b.a.PostToChannel(ctx, "no-such-channel", "x"); err == nil || !strings.Contains(err.Error(), "not found, or the bot is not a member") {
 		t.Fatalf("posting to a missing channel: %v", err)
 	}
 }
 
 func TestWrongTokenIsUnauthorized(t *testing.T) {
 	e := mmtest.FromEnv(t)
-	a, err := mattermost.New(mattermost.Options{URL: e.URL, Token: "wrongwrongwrongwrongwrong1"})
+	const token = "wrongwrongwrongwrongwrong1"
+	a, err := mattermost.New(mattermost.Options{URL: e.URL, Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Login(context.Background()); !errors.Is(err, mattermost.ErrUnauthorized) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, err = a.Login(ctx)
+	if !errors.Is(err, mattermost.ErrUnauthorized) {
 		t.Fatalf("Login = %v, want ErrUnauthorized", err)
+	}
+	if strings.Contains(err.Error(), token) {
+		t.Fatalf("the error shows the token: %v", err)
 	}
 }
 
@@ -394,24 +562,19 @@ func TestReplyOutlivesServerRestart(t *testing.T) {
 	ch := e.NewChannel(t)
 	b := startBot(t, e, filepath.Join(t.TempDir(), "state.json"))
 	member := e.Client(t, e.Member)
-	p := mmtest.Post(t, member, ch.Id, "", "@"+e.BotUsername+" hold")
+	p := say(t, e, member, ch.Id, "hold")
 	waitFor(t, "the command to start", b.holding.Load)
 	// Stop the server while the command runs, and finish the command
 	// while it is down: the reply must still arrive, once.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.Restart(t)
-	}()
-	time.Sleep(100 * time.Millisecond)
+	restarted := e.StartRestart(t)
+	e.WaitDown(t, time.Minute)
 	close(b.release)
-	<-done
+	restarted()
 	member = e.Client(t, e.Member)
 	if r := mmtest.WaitReply(t, member, p, wait); r.Message != "released" {
 		t.Fatalf("reply %q", r.Message)
 	}
-	time.Sleep(time.Second) // room for a duplicate to show up, if there were one
-	if rs := mmtest.Replies(t, member, p); len(rs) != 1 {
-		t.Fatalf("%d replies, want 1", len(rs))
-	}
+	waitFor(t, "the bot to reconnect", b.a.Connected)
+	settle(t, e, member, ch.Id)
+	answeredOnce(t, b, member, p, 1)
 }

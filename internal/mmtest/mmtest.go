@@ -7,11 +7,16 @@
 package mmtest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,19 +60,60 @@ func FromEnv(t testing.TB) *Env {
 	return e
 }
 
-// Client logs an account in.
+// Client logs an account in, once the server answers (right after a
+// restart it may not yet).
 func (e *Env) Client(t testing.TB, a Account) *model.Client4 {
 	t.Helper()
+	e.WaitUp(t, upTimeout)
 	c := model.NewAPIv4Client(e.URL)
-	var err error
-	for try := 0; try < 3; try++ { // right after a server restart the first login may fail
-		if _, _, err = c.Login(a.Username, a.Password); err == nil {
-			return c
-		}
-		time.Sleep(time.Second)
+	if _, _, err := c.Login(a.Username, a.Password); err != nil {
+		t.Fatalf("logging in as %s: %v", a.Username, err)
 	}
-	t.Fatalf("logging in as %s: %v", a.Username, err)
-	return nil
+	return c
+}
+
+// upTimeout is how long a restarted server may take to answer.
+const upTimeout = 2 * time.Minute
+
+// up reports whether the server answers its ping with status OK.
+func (e *Env) up() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL+"/api/v4/system/ping", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var body struct{ Status string }
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&body) == nil && body.Status == "OK"
+}
+
+// WaitUp waits until the server answers its ping.
+func (e *Env) WaitUp(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	poll(t, "the Mattermost server to answer", timeout, e.up)
+}
+
+// WaitDown waits until the server stops answering its ping.
+func (e *Env) WaitDown(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	poll(t, "the Mattermost server to go down", timeout, func() bool { return !e.up() })
+}
+
+// poll checks ok every 20 ms until it holds or timeout passes.
+func poll(t testing.TB, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // BotClient is a client with a bot's token.
@@ -119,12 +165,83 @@ func (e *Env) NewChannel(t testing.TB) *model.Channel {
 // Restart restarts the Mattermost server and waits until it answers.
 func (e *Env) Restart(t testing.TB) {
 	t.Helper()
+	e.StartRestart(t)()
+}
+
+// StartRestart begins restarting the Mattermost server and returns at once;
+// the returned function waits until the restart is over and the server
+// answers. Call it from the test's goroutine.
+func (e *Env) StartRestart(t testing.TB) (wait func()) {
+	t.Helper()
 	if e.restart == "" {
 		t.Fatal("SUMMONER_IT_MM_RESTART is not set")
 	}
-	out, err := exec.Command("bash", "-c", e.restart).CombinedOutput()
+	type result struct {
+		out []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "bash", "-c", e.restart).CombinedOutput()
+		done <- result{out, err}
+	}()
+	return func() {
+		t.Helper()
+		r := <-done
+		if r.err != nil {
+			t.Fatalf("restarting Mattermost: %v\n%s", r.err, r.out)
+		}
+		e.WaitUp(t, upTimeout)
+	}
+}
+
+// NewUser creates an account only this test uses, named username or, if
+// that is "", a fresh random name; it joins the team and, if channelID is
+// not "", that channel. It is deactivated when the test ends.
+func (e *Env) NewUser(t testing.TB, channelID, username string) (Account, *model.User) {
+	t.Helper()
+	admin := e.Client(t, e.Admin)
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	if username == "" {
+		username = "it-" + hex.EncodeToString(suffix)
+	}
+	a := Account{Username: username, Password: "It-pass-" + hex.EncodeToString(suffix)}
+	u, _, err := admin.CreateUser(&model.User{Username: a.Username, Password: a.Password, Email: "it-" + hex.EncodeToString(suffix) + "-" + a.Username + "@summoner-it.example.com"})
 	if err != nil {
-		t.Fatalf("restarting Mattermost: %v\n%s", err, out)
+		t.Fatalf("creating user %s: %v", a.Username, err)
+	}
+	t.Cleanup(func() { _, _ = admin.DeleteUser(u.Id) })
+	team, _, err := admin.GetTeamByName(e.Team, "")
+	if err != nil {
+		t.Fatalf("finding team %s: %v", e.Team, err)
+	}
+	if _, _, err := admin.AddTeamMember(team.Id, u.Id); err != nil {
+		t.Fatalf("adding %s to team %s: %v", a.Username, e.Team, err)
+	}
+	if channelID != "" {
+		if _, _, err := admin.AddChannelMember(channelID, u.Id); err != nil {
+			t.Fatalf("adding %s to channel %s: %v", a.Username, channelID, err)
+		}
+	}
+	return a, u
+}
+
+// RenameUser gives an account a new username, as the system admin.
+func (e *Env) RenameUser(t testing.TB, userID, username string) {
+	t.Helper()
+	if _, _, err := e.Client(t, e.Admin).PatchUser(userID, &model.UserPatch{Username: &username}); err != nil {
+		t.Fatalf("renaming user %s to %s: %v", userID, username, err)
+	}
+}
+
+// DeactivateUser deactivates an account, as the system admin.
+func (e *Env) DeactivateUser(t testing.TB, userID string) {
+	t.Helper()
+	if _, err := e.Client(t, e.Admin).DeleteUser(userID); err != nil {
+		t.Fatalf("deactivating user %s: %v", userID, err)
 	}
 }
 
@@ -136,6 +253,42 @@ func Post(t testing.TB, c *model.Client4, channelID, root, text string) *model.P
 		t.Fatalf("posting %q: %v", text, err)
 	}
 	return p
+}
+
+// PostMany posts texts in channel as c, up to workers at once, so thousands
+// of posts take seconds, not minutes. Their order in the channel is only
+// roughly the slice's.
+func PostMany(t testing.TB, c *model.Client4, channelID string, texts []string, workers int) {
+	t.Helper()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	next := make(chan string)
+	for range max(1, workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for text := range next {
+				if _, _, err := c.CreatePost(&model.Post{ChannelId: channelID, Message: text}); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("posting %q: %w", text, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, text := range texts {
+		next <- text
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		t.Fatal(first)
+	}
 }
 
 // Replies lists the bot's replies to post, oldest first.
