@@ -60,16 +60,18 @@ func (s Sender) Find(ctx context.Context, channel, key string, since time.Time) 
 	if err != nil {
 		return "", false, err
 	}
-	list, err := s.a.api.postsSince(ctx, id, since.UnixMilli())
+	// Paged, like catch-up: ?since= returns at most 1,000 posts, in no
+	// order, so a busy channel could hide the post and it would go twice.
+	found := ""
+	err = s.a.walkBack(ctx, id, since.UnixMilli(), func(p *model.Post) {
+		if k, _ := p.GetProp(outboxProp).(string); k == key && p.DeleteAt == 0 && found == "" {
+			found = p.Id
+		}
+	})
 	if err != nil {
 		return "", false, err
 	}
-	for _, p := range list.Posts {
-		if k, _ := p.GetProp(outboxProp).(string); k == key && p.DeleteAt == 0 {
-			return p.Id, true, nil
-		}
-	}
-	return "", false, nil
+	return found, found != "", nil
 }
 
 // channel resolves "~name" (a channel of the bot's team) to its ID.
