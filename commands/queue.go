@@ -16,8 +16,9 @@ import (
 // so a command runs once whatever restarts, and one cut short by a crash
 // still gets a final answer.
 type Journal interface {
-	// Begin reports false for a message seen before.
-	Begin(m chat.Message) (bool, error)
+	// Begin reports false for a message seen before; started records that
+	// it runs at once.
+	Begin(m chat.Message, started bool) (bool, error)
 	Started(id string) error
 	Finish(id string) error
 	Unfinished() ([]outbox.Entry, error)
@@ -57,8 +58,9 @@ type Queue struct {
 }
 
 type job struct {
-	m        chat.Message
-	progress *chat.PostRef // the "queued" note, edited by the final reply
+	m         chat.Message
+	progress  *chat.PostRef // the "queued" note, edited by the final reply
+	journaled bool          // its start is journaled already
 }
 
 var _ chat.Handler = (*Queue)(nil)
@@ -135,11 +137,14 @@ func (q *Queue) Run(ctx context.Context) error {
 // Handle accepts a command: journals it, queues it, and returns at once.
 // A full queue answers "busy" instead of waiting.
 func (q *Queue) Handle(ctx context.Context, m chat.Message) {
+	// A command that finds a free worker starts now: journaling that with
+	// its acceptance saves a write on the common path.
+	startsNow := int(q.running.Load()+q.waiting.Load()) < q.o.Workers
 	if q.o.Journal != nil {
 		// Under mu, so recovery sees each command either in the journal
 		// or as this process's, never as both.
 		q.mu.Lock()
-		fresh, err := q.o.Journal.Begin(m)
+		fresh, err := q.o.Journal.Begin(m, startsNow)
 		if err == nil && fresh && q.mine != nil {
 			q.mine[m.ID] = true
 		}
@@ -150,7 +155,7 @@ func (q *Queue) Handle(ctx context.Context, m chat.Message) {
 			return // already accepted: it came both live and through catch-up
 		}
 	}
-	q.enqueue(ctx, job{m: m})
+	q.enqueue(ctx, job{m: m, journaled: startsNow})
 }
 
 func (q *Queue) enqueue(ctx context.Context, j job) {
@@ -183,7 +188,7 @@ func (q *Queue) enqueue(ctx context.Context, j job) {
 func (q *Queue) run(ctx context.Context, j job) {
 	q.running.Add(1)
 	defer q.running.Add(-1)
-	if q.o.Journal != nil {
+	if q.o.Journal != nil && !j.journaled {
 		if err := q.o.Journal.Started(j.m.ID); err != nil {
 			q.log.Error("journaling a command's start", "err", err)
 		}

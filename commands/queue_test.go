@@ -258,7 +258,7 @@ func TestQueueAnswersWhatARestartCutShort(t *testing.T) {
 	f.q.Handle(ctx, msg("waiting", "quick"))
 	old := msg("old", "quick")
 	old.At = time.Now().Add(-time.Hour)
-	if _, err := j.Begin(old); err != nil { // accepted an hour ago, never run
+	if _, err := j.Begin(old, false); err != nil { // accepted an hour ago, never run
 		t.Fatal(err)
 	}
 	// A crash: the journal is left as it was (a clean stop would have let

@@ -12,24 +12,40 @@ import (
 	"github.com/mattermost/mattermost-server/v6/model"
 
 	"github.com/summoner-bot/summoner/chat"
+	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/internal/mmtest"
 )
 
 // BenchmarkCommandLatency measures, against the real server, the bot's own
 // time per command (websocket frame received to reply about to be sent) and
 // the member's round trip (post sent to the bot's reply seen on the
-// member's websocket). It reports p50 and p99 of both.
+// member's websocket). It reports p50 and p99 of both, side by side for
+// replies posted directly and for the daemon's path: the command queue and
+// the persistent outbox.
 func BenchmarkCommandLatency(b *testing.B) {
+	b.Run("direct", func(b *testing.B) { benchLatency(b, nil) })
+	b.Run("outbox", func(b *testing.B) { benchLatency(b, &commands.QueueOptions{}) })
+}
+
+func benchLatency(b *testing.B, queue *commands.QueueOptions) {
 	e := mmtest.FromEnv(b)
 	ch := e.NewChannel(b)
-	bot := startBot(b, e, filepath.Join(b.TempDir(), "state.json"))
+	bot := startBot(b, e, filepath.Join(b.TempDir(), "state.json"), func(s *botSetup) { s.queue = queue })
 	member := e.Client(b, e.Member)
 
 	var mu sync.Mutex
+	received := map[string]time.Time{}
 	own := map[string]time.Duration{}
+	bot.onHandle = func(m chat.Message) {
+		mu.Lock()
+		received[m.ID] = m.Received
+		mu.Unlock()
+	}
 	bot.onReply = func(m chat.Message, sending time.Time) {
 		mu.Lock()
-		own[m.ID] = sending.Sub(m.Received)
+		if at, ok := received[m.ID]; ok {
+			own[m.ID] = sending.Sub(at)
+		}
 		mu.Unlock()
 	}
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/summoner-bot/summoner/chat"
 	"github.com/summoner-bot/summoner/chat/mattermost"
+	"github.com/summoner-bot/summoner/chat/outbox"
 	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/internal/mmtest"
 )
@@ -35,6 +36,9 @@ type bot struct {
 	release chan struct{}
 	stop    func()
 	onReply func(m chat.Message, sending time.Time)
+	// onHandle, if set, sees each message as it is handed over.
+	onHandle func(m chat.Message)
+	queue    *commands.Queue // with botSetup.queue
 }
 
 // botSetup is what a test may change before startBot starts the bot.
@@ -42,24 +46,36 @@ type botSetup struct {
 	mm        mattermost.Options
 	levelOf   func(chat.User) commands.Level // default: the operator account is operator
 	onConnect func(ctx context.Context, a *mattermost.Adapter)
+	// queue, when set, runs commands as the daemon does: through a
+	// commands.Queue, with every reply going through a persistent outbox.
+	queue *commands.QueueOptions
 }
 
 // asyncHandler stands in for commands.Queue: Handle starts the command and
 // returns at once, as the adapter requires; stop waits for the commands.
 // It counts how often each message was handed over.
 type asyncHandler struct {
-	h   chat.Handler
-	ctx context.Context
-	wg  sync.WaitGroup
+	h        chat.Handler
+	queued   bool // h is a commands.Queue
+	onHandle func(chat.Message)
+	ctx      context.Context
+	wg       sync.WaitGroup
 
 	mu      sync.Mutex
 	handled map[string]int
 }
 
-func (q *asyncHandler) Handle(_ context.Context, m chat.Message) {
+func (q *asyncHandler) Handle(ctx context.Context, m chat.Message) {
 	q.mu.Lock()
 	q.handled[m.ID]++
 	q.mu.Unlock()
+	if q.onHandle != nil {
+		q.onHandle(m)
+	}
+	if q.queued {
+		q.h.Handle(ctx, m) // the queue returns at once
+		return
+	}
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
@@ -141,8 +157,21 @@ func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*botSetup)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var poster chat.Poster = a
+	var ob *outbox.Outbox
+	if s.queue != nil {
+		ob, err = outbox.Open(outbox.Options{
+			Path: filepath.Join(t.TempDir(), "outbox.db"), Sender: a.OutboxSender(), Permanent: mattermost.Permanent,
+			Logger: logger, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ob.Start()
+		poster = ob
+	}
 	b.rt, err = commands.NewRouter(commands.Options{
-		Registry: reg, Poster: a, Logger: logger,
+		Registry: reg, Poster: poster, Logger: logger,
 		Now:     func() time.Time { return time.Now().Add(time.Duration(b.skew.Load())) },
 		LevelOf: s.levelOf,
 	})
@@ -150,8 +179,22 @@ func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*botSetup)
 		t.Fatal(err)
 	}
 	cmdCtx, stopCommands := context.WithCancel(context.Background())
-	b.async = &asyncHandler{h: b.rt, ctx: cmdCtx, handled: map[string]int{}}
+	b.async = &asyncHandler{h: b.rt, ctx: cmdCtx, handled: map[string]int{}, onHandle: func(m chat.Message) {
+		if b.onHandle != nil {
+			b.onHandle(m)
+		}
+	}}
 	ctx, cancel := context.WithCancel(context.Background())
+	queueDone := make(chan struct{})
+	if s.queue != nil {
+		qo := *s.queue
+		qo.Journal, qo.Logger = ob, logger
+		b.queue = commands.NewQueue(b.rt, qo)
+		b.async.h, b.async.queued = b.queue, true
+		go func() { _ = b.queue.Run(ctx); close(queueDone) }()
+	} else {
+		close(queueDone)
+	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, b.async) }()
 	var once sync.Once
@@ -171,6 +214,12 @@ func startBot(t testing.TB, e *mmtest.Env, state string, opts ...func(*botSetup)
 			}
 			stopCommands()
 			<-finished
+			<-queueDone
+			if ob != nil {
+				if err := ob.Close(wait); err != nil {
+					t.Errorf("closing the outbox: %v", err)
+				}
+			}
 		})
 	}
 	t.Cleanup(b.stop)

@@ -38,6 +38,9 @@ func (s Sender) Send(ctx context.Context, m outbox.Msg) (string, error) {
 	if m.ReplyTo != "" {
 		props[replyProp] = m.ReplyTo
 	}
+	if m.ReplyTo != "" && s.a.o.OnReply != nil {
+		s.a.o.OnReply(chat.Message{ID: m.ReplyTo}, time.Now())
+	}
 	ref, err := s.a.post(ctx, chat.Destination{ChannelID: channel, ThreadID: m.ThreadID}, props, m.Text, false)
 	if err != nil {
 		return "", err

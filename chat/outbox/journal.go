@@ -23,10 +23,12 @@ type Entry struct {
 	Reply string `json:"reply,omitempty"`
 }
 
-// Begin records that the command in m was accepted. It reports false when
-// m was seen before (running, queued or finished): a post that arrives both
-// live and through catch-up, or again after a restart, runs once.
-func (ob *Outbox) Begin(m chat.Message) (bool, error) {
+// Begin records that the command in m was accepted; started says it runs
+// at once (a free worker), which saves writing that separately. It reports
+// false when m was seen before (running, queued or finished): a post that
+// arrives both live and through catch-up, or again after a restart, runs
+// once.
+func (ob *Outbox) Begin(m chat.Message, started bool) (bool, error) {
 	fresh := false
 	err := ob.db.Update(func(tx *bolt.Tx) error {
 		id := []byte(m.ID)
@@ -34,7 +36,7 @@ func (ob *Outbox) Begin(m chat.Message) (bool, error) {
 			return nil
 		}
 		fresh = true
-		return putEntry(tx, &Entry{Message: m, Accepted: time.Now()})
+		return putEntry(tx, &Entry{Message: m, Accepted: time.Now(), Started: started})
 	})
 	if err != nil {
 		return false, fmt.Errorf("journaling command %s: %w", m.ID, err)

@@ -95,8 +95,11 @@ type item struct {
 	Text    string    `json:"text"`
 	Created time.Time `json:"created"`
 
-	inFlight  bool // being delivered now: its text may no longer change
-	maybeSent bool // an earlier try may have landed: look before sending
+	Ver int `json:"ver"` // counts text changes: the newest write wins
+
+	inFlight  bool          // being delivered now: its text may no longer change
+	maybeSent bool          // an earlier try may have landed: look before sending
+	committed chan struct{} // closed once its first write is stored
 }
 
 // ref is a delivered post.
@@ -117,6 +120,7 @@ type Outbox struct {
 	mu      sync.Mutex
 	queues  map[string][]*item // per channel, in order
 	running map[string]bool    // channels with a delivery goroutine
+	seq     uint64             // the last item's sequence number
 	texts   map[string]string  // local ID -> latest text, delivered or not
 	chans   map[string]string  // local ID -> channel
 	wg      sync.WaitGroup
@@ -152,7 +156,8 @@ func Open(o Options) (*Outbox, error) {
 	if err := os.MkdirAll(filepath.Dir(o.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	db, err := bolt.Open(o.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// No freelist on disk: each commit writes less (it is rebuilt at open).
+	db, err := bolt.Open(o.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("outbox %s is in use by another summoner process", o.Path)
@@ -191,6 +196,7 @@ func (ob *Outbox) load() error {
 			}
 		}
 		ob.prune(tx)
+		ob.seq = tx.Bucket(bucketItems).Sequence()
 		return tx.Bucket(bucketItems).ForEach(func(_, v []byte) error {
 			var it item
 			if err := json.Unmarshal(v, &it); err != nil {
@@ -199,6 +205,7 @@ func (ob *Outbox) load() error {
 			}
 			// Sent before the restart, perhaps: look before sending again.
 			it.maybeSent = it.Kind == kindPost
+			it.committed = closedChan
 			ob.queues[it.Channel] = append(ob.queues[it.Channel], &it)
 			ob.texts[it.Local], ob.chans[it.Local] = it.Text, it.Channel
 			return nil
@@ -308,32 +315,38 @@ func (ob *Outbox) add(to chat.Destination, replyTo, text string) (chat.PostRef, 
 		return chat.PostRef{}, errors.New("outbox: a post needs a channel")
 	}
 	ob.mu.Lock()
-	defer ob.mu.Unlock()
 	if ob.closed {
+		ob.mu.Unlock()
 		return chat.PostRef{}, errors.New("outbox: closed")
 	}
-	it := &item{Kind: kindPost, Channel: to.ChannelID, Thread: to.ThreadID, ReplyTo: replyTo, Text: text, Created: time.Now()}
+	ob.seq++
+	it := &item{Seq: ob.seq, Kind: kindPost, Local: localPrefix + strconv.FormatUint(ob.seq, 10), Channel: to.ChannelID,
+		Thread: to.ThreadID, ReplyTo: replyTo, Text: text, Created: time.Now(), committed: make(chan struct{})}
+	snap := *it
+	ob.texts[it.Local], ob.chans[it.Local] = text, it.Channel
+	ob.queues[it.Channel] = append(ob.queues[it.Channel], it)
+	// Delivery may start while the item is being written: a crash before
+	// the write ends loses nothing that was not sent, and one after it is
+	// found again by the post's key. done waits for the write.
+	ob.kick(it.Channel)
+	ob.mu.Unlock()
+
 	err := ob.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketItems)
-		seq, err := b.NextSequence()
-		if err != nil {
+		if err := b.SetSequence(max(b.Sequence(), snap.Seq)); err != nil {
 			return err
 		}
-		it.Seq = seq
-		it.Local = localPrefix + strconv.FormatUint(seq, 10)
 		if replyTo != "" {
-			if err := noteReply(tx, replyTo, it.Local); err != nil {
+			if err := noteReply(tx, replyTo, snap.Local); err != nil {
 				return err
 			}
 		}
-		return putItem(b, it)
+		return putItem(b, &snap)
 	})
+	close(it.committed)
 	if err != nil {
 		return chat.PostRef{}, fmt.Errorf("storing a post in the outbox: %w", err)
 	}
-	ob.texts[it.Local], ob.chans[it.Local] = text, it.Channel
-	ob.queues[it.Channel] = append(ob.queues[it.Channel], it)
-	ob.kick(it.Channel)
 	return chat.PostRef{ID: it.Local, ChannelID: it.Channel}, nil
 }
 
@@ -342,8 +355,8 @@ func (ob *Outbox) add(to chat.Destination, replyTo, text string) (chat.PostRef, 
 // another edit: the latest state wins.
 func (ob *Outbox) Update(_ context.Context, r chat.PostRef, text string) error {
 	ob.mu.Lock()
-	defer ob.mu.Unlock()
 	if ob.closed {
+		ob.mu.Unlock()
 		return errors.New("outbox: closed")
 	}
 	channel := r.ChannelID
@@ -360,29 +373,49 @@ func (ob *Outbox) Update(_ context.Context, r chat.PostRef, text string) error {
 			break
 		}
 	}
+	fresh := target == nil
+	if fresh {
+		ob.seq++
+		target = &item{Seq: ob.seq, Kind: kindEdit, Local: r.ID, Channel: channel, Created: time.Now(), committed: make(chan struct{})}
+		ob.queues[channel] = append(ob.queues[channel], target)
+	}
+	target.Text = text
+	target.Ver++
+	snap := *target
+	ob.texts[r.ID] = text
+	ob.kick(channel)
+	ob.mu.Unlock()
+
+	if !fresh {
+		<-snap.committed // the item's first write comes first
+	}
 	err := ob.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketItems)
-		if target != nil {
-			cp := *target
-			cp.Text = text
-			return putItem(b, &cp)
+		if fresh {
+			if err := b.SetSequence(max(b.Sequence(), snap.Seq)); err != nil {
+				return err
+			}
+			return putItem(b, &snap)
 		}
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
+		// Only over an older text, and never bring back a delivered item.
+		v := b.Get(seqKey(snap.Seq))
+		var stored item
+		if v == nil || json.Unmarshal(v, &stored) != nil || stored.Ver >= snap.Ver {
+			return nil
 		}
-		target = &item{Seq: seq, Kind: kindEdit, Local: r.ID, Channel: channel, Text: text, Created: time.Now()}
-		ob.queues[channel] = append(ob.queues[channel], target)
-		return putItem(b, target)
+		return putItem(b, &snap)
 	})
+	if fresh {
+		close(target.committed)
+	}
 	if err != nil {
 		return fmt.Errorf("storing an edit in the outbox: %w", err)
 	}
-	target.Text = text
-	ob.texts[r.ID] = text
-	ob.kick(channel)
 	return nil
 }
+
+// closedChan is the committed channel of items read from the store.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func putItem(b *bolt.Bucket, it *item) error {
 	v, err := json.Marshal(it)
@@ -540,8 +573,7 @@ func (ob *Outbox) done(it *item, postID string, failed error) error {
 	if failed != nil {
 		ob.log.Error("dropping a chat post that cannot be delivered", "channel", it.Channel, "kind", it.Kind, "err", failed)
 	}
-	// Read before the transaction: add and Update hold mu while they write,
-	// so taking mu inside one would deadlock.
+	<-it.committed // never delete before the item's first write
 	ob.mu.Lock()
 	text := ob.texts[it.Local]
 	ob.mu.Unlock()

@@ -278,11 +278,11 @@ func TestJournal(t *testing.T) {
 	a := chat.Message{ID: "a", Text: "summon wekan", Channel: chat.Channel{ID: "c1"}, At: time.Now()}
 	b := chat.Message{ID: "b", Text: "status", Channel: chat.Channel{ID: "c1"}, At: time.Now()}
 	for _, m := range []chat.Message{a, b} {
-		if fresh, err := ob.Begin(m); !fresh || err != nil {
+		if fresh, err := ob.Begin(m, false); !fresh || err != nil {
 			t.Fatalf("Begin(%s) = %v, %v", m.ID, fresh, err)
 		}
 	}
-	if fresh, _ := ob.Begin(a); fresh {
+	if fresh, _ := ob.Begin(a, false); fresh {
 		t.Fatal("a command accepted twice")
 	}
 	_ = ob.Started("a")
@@ -305,7 +305,7 @@ func TestJournal(t *testing.T) {
 	if text, ok := ob.LastText(e.Reply); !ok || text != "starting…" {
 		t.Fatalf("last text %q, %v", text, ok)
 	}
-	if fresh, _ := ob.Begin(b); fresh {
+	if fresh, _ := ob.Begin(b, false); fresh {
 		t.Fatal("a finished command accepted again after a restart")
 	}
 }
