@@ -261,7 +261,7 @@ func pruneFailed(removed []storage.Removal, err error, lvl Level) error {
 		writeRemovals(&b, removed, replyLines)
 	}
 	b.WriteString(detail)
-	return &replyError{msg: b.String(), err: err}
+	return &explained{msg: b.String(), cause: err}
 }
 
 func writeRemovals(b *strings.Builder, rs []storage.Removal, most int) {
@@ -290,14 +290,3 @@ func copies(n int) string {
 	}
 	return fmt.Sprintf("%d backup copies", n)
 }
-
-// replyError is a failure already written for the user; the router shows
-// msg and logs err, the full cause.
-type replyError struct {
-	msg string
-	err error
-}
-
-func (e *replyError) Error() string       { return e.msg }
-func (e *replyError) UserMessage() string { return e.msg }
-func (e *replyError) Unwrap() error       { return e.err }

@@ -19,3 +19,14 @@ func Errorf(format string, args ...any) error {
 type userMessage interface {
 	UserMessage() string
 }
+
+// explained is a failure written for the user that keeps its cause: the
+// router shows msg and logs the cause in full.
+type explained struct {
+	msg   string
+	cause error
+}
+
+func (e *explained) Error() string       { return e.msg }
+func (e *explained) UserMessage() string { return e.msg }
+func (e *explained) Unwrap() error       { return e.cause }

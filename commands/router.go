@@ -212,18 +212,8 @@ func (rt *Router) runTimed(ctx context.Context, r *Request) (string, error) {
 	if errors.As(res.err, &um) {
 		why = " " + um.UserMessage()
 	}
-	return "", &timeoutError{msg: fmt.Sprintf("⏱️ `%s` ran out of time: it did not finish within %s, so I stopped it.%s", def.Name, humanDuration(timeout), why), cause: res.err}
+	return "", &explained{msg: fmt.Sprintf("⏱️ `%s` ran out of time: it did not finish within %s, so I stopped it.%s", def.Name, humanDuration(timeout), why), cause: res.err}
 }
-
-// timeoutError is a command that ran out of time; shown as is.
-type timeoutError struct {
-	msg   string
-	cause error
-}
-
-func (e *timeoutError) Error() string       { return e.msg }
-func (e *timeoutError) UserMessage() string { return e.msg }
-func (e *timeoutError) Unwrap() error       { return e.cause }
 
 // guard turns a panic in a handler into an internal error, so one bad
 // command never takes the bot down.
