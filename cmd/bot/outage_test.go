@@ -21,14 +21,7 @@ import (
 // returned function, or the test's end, lets it go on.
 func freezeDocker(t *testing.T) (thaw func()) {
 	t.Helper()
-	out, err := exec.Command("pidof", "dockerd").Output()
-	if err != nil {
-		t.Fatalf("finding dockerd: %v", err)
-	}
-	pid, err := strconv.Atoi(strings.Fields(string(out))[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := processID(t, "dockerd")
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatalf("freezing dockerd: %v", err)
 	}
@@ -43,6 +36,22 @@ func freezeDocker(t *testing.T) (thaw func()) {
 	}
 	t.Cleanup(thaw)
 	return thaw
+}
+
+// processID finds a running program by name in /proc.
+func processID(t *testing.T, name string) int {
+	t.Helper()
+	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, c := range comms {
+		if data, err := os.ReadFile(c); err == nil && strings.TrimSpace(string(data)) == name {
+			pid, err := strconv.Atoi(filepath.Base(filepath.Dir(c)))
+			if err == nil {
+				return pid
+			}
+		}
+	}
+	t.Fatalf("no %s process", name)
+	return 0
 }
 
 // TestStatusWithDockerFrozen: a frozen daemon makes status end with a clear
