@@ -341,6 +341,30 @@ func ensureDirs(p *Plan, u *undo) error {
 		if err := chownCreated(p, created); err != nil {
 			return err
 		}
+		if err := staysInside(d, p.DataDirs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// staysInside refuses a data folder that a symbolic link leads out of the
+// minion's folders: Docker follows links in bind sources, so an app that
+// swapped its upload folder for a link to / would get the host's root at
+// the next recreate.
+func staysInside(dir string, roots []string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return userErr(err, "I cannot check the data folder %s: %v", dir, errors.Unwrap(err))
+	}
+	var realRoots []string
+	for _, r := range roots {
+		if rr, err := filepath.EvalSymlinks(r); err == nil {
+			realRoots = append(realRoots, rr)
+		}
+	}
+	if !underAny(real, realRoots) {
+		return userErr(nil, "The data folder %s is a link to %s, outside the minion's own folders, so I will not mount it. Replace the link with a real folder.", dir, real)
 	}
 	return nil
 }
