@@ -10,6 +10,7 @@ require (
 	github.com/docker/go-units v0.5.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/mattermost/mattermost-server/v6 v6.7.2
+	github.com/robfig/cron/v3 v3.0.1
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/sync v0.25.0
 	gopkg.in/yaml.v3 v3.0.1

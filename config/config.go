@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ type Config struct {
 	Log           Log           `yaml:"log"`
 	Docker        Docker        `yaml:"docker"`
 	Backups       Backups       `yaml:"backups"`
+	Maintenance   Maintenance   `yaml:"maintenance"`
 	Notifications Notifications `yaml:"notifications"`
 }
 
@@ -141,6 +143,61 @@ type Retention struct {
 	Monthly  int `yaml:"monthly"`
 }
 
+// Maintenance is when backups and their checks run. Each schedule is a
+// cron expression (minute hour day month weekday, with an optional seconds
+// field first, or a descriptor like @daily) or "off". Admins can change
+// them from chat; those changes are kept in StateFile and win over these.
+type Maintenance struct {
+	Dump       string `yaml:"dump"`        // a dump of every minion with a database
+	ColdBackup string `yaml:"cold_backup"` // stops each minion to copy its data folders
+	// VerifyRestore restores the newest backups into throwaway containers
+	// and compares them with what was dumped.
+	VerifyRestore string `yaml:"verify_restore"`
+	// Prune applies the retention policy. It has its own schedule rather
+	// than following the dump: prune never touches a backup still being
+	// written and always keeps the newest complete one, so the two may
+	// overlap safely, and an admin can move or stop either alone.
+	Prune  string `yaml:"prune"`
+	Digest string `yaml:"digest"` // each minion's last good backup and size trend
+	// Timezone reads the schedules, e.g. Europe/Paris; "" is the server's.
+	Timezone string `yaml:"timezone"`
+	// RunTimeout is the deadline of each run of a job.
+	RunTimeout Duration `yaml:"run_timeout"`
+	// StateFile keeps schedule changes made from chat and each job's last
+	// run, so a run missed while the bot was down is caught up.
+	StateFile string `yaml:"state_file"`
+}
+
+// Schedule is one job's cron expression with its config key.
+type Schedule struct {
+	Job  string // "dump": the job's name and its key under maintenance
+	Spec string // a cron expression or "off"
+}
+
+// ScheduleOff turns a job off.
+const ScheduleOff = "off"
+
+// Schedules lists the jobs' schedules in a fixed order.
+func (m Maintenance) Schedules() []Schedule {
+	return []Schedule{
+		{"dump", m.Dump}, {"cold_backup", m.ColdBackup}, {"verify_restore", m.VerifyRestore},
+		{"prune", m.Prune}, {"digest", m.Digest},
+	}
+}
+
+// Location is the time zone the schedules are read in: Timezone, or the
+// server's own when it is "" (time.LoadLocation would give UTC).
+func (m Maintenance) Location() (*time.Location, error) {
+	if m.Timezone == "" || m.Timezone == "Local" {
+		return time.Local, nil
+	}
+	loc, err := time.LoadLocation(m.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("maintenance.timezone %q: %w", m.Timezone, err)
+	}
+	return loc, nil
+}
+
 // Notifications is reserved for webhooks and recipes.
 type Notifications struct{}
 
@@ -160,6 +217,15 @@ func Defaults() Config {
 		Docker:  Docker{StateDir: defaultStateDir()},
 		Backups: Backups{VerifyCopies: true, Retention: Retention{KeepLast: 7, Daily: 7, Weekly: 4, Monthly: 6}},
 		Log:     Log{Level: "info", Format: "text"},
+		Maintenance: Maintenance{
+			Dump:          "0 3 * * *",  // nightly, at 03:00
+			ColdBackup:    "0 2 * * 0",  // Sundays at 02:00, before the dump
+			VerifyRestore: "0 5 * * 0",  // Sundays at 05:00, after both
+			Prune:         "30 4 * * *", // nightly, after the dump
+			Digest:        "0 8 * * 1",  // Mondays at 08:00, for the week's start
+			RunTimeout:    Duration(6 * time.Hour),
+			StateFile:     defaultMaintenanceStateFile(),
+		},
 	}
 }
 
@@ -198,6 +264,11 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // defaultStateDir keeps minion state beside the chat state.
 func defaultStateDir() string {
 	return filepath.Join(filepath.Dir(filepath.Dir(defaultStateFile())), "summoner", "minions")
+}
+
+// defaultMaintenanceStateFile sits beside the chat state.
+func defaultMaintenanceStateFile() string {
+	return filepath.Join(filepath.Dir(defaultStateFile()), "maintenance-state.json")
 }
 
 // defaultStateFile is under /var/lib for root (a service), else in the

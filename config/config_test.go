@@ -26,6 +26,16 @@ func writeFile(t *testing.T, body string, mode os.FileMode) string {
 	return p
 }
 
+// loadBody loads a config file with that body (none for ""), mode 0600.
+func loadBody(t *testing.T, body string, env map[string]string, purpose Purpose) (Config, error) {
+	t.Helper()
+	path := ""
+	if body != "" {
+		path = writeFile(t, body, 0o600)
+	}
+	return Load(path, envOf(env), purpose)
+}
+
 func TestLoadGood(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
@@ -108,11 +118,7 @@ permissions:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := ""
-			if tt.file != "" {
-				path = writeFile(t, tt.file, 0o600)
-			}
-			c, err := Load(path, envOf(tt.env), ForRun)
+			c, err := loadBody(t, tt.file, tt.env, ForRun)
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
@@ -328,5 +334,135 @@ func TestBackupsSection(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("problems lack %q:\n%v", w, err)
 		}
+	}
+}
+
+func TestMaintenanceSection(t *testing.T) {
+	good := []struct {
+		name  string
+		file  string
+		env   map[string]string
+		check func(t *testing.T, m Maintenance)
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, m Maintenance) {
+				if m.Dump != "0 3 * * *" || m.Prune == "" || m.Digest == "" || m.RunTimeout.D() != 6*time.Hour {
+					t.Errorf("maintenance = %+v", m)
+				}
+				if !strings.HasSuffix(m.StateFile, "/maintenance-state.json") {
+					t.Errorf("state file %q is not beside the other state", m.StateFile)
+				}
+				if loc, err := m.Location(); err != nil || loc != time.Local {
+					t.Errorf("location = %v, %v; want the server's", loc, err)
+				}
+			},
+		},
+		{
+			name: "seconds field, descriptor, off and a time zone",
+			file: "maintenance:\n  dump: \"*/30 * * * * *\"\n  cold_backup: \"@weekly\"\n  verify_restore: off\n  prune: \"CRON_TZ=UTC 15 4 * * *\"\n  digest: \"Off\"\n  timezone: Europe/Paris\n  run_timeout: 90m\n  state_file: /var/lib/s/m.json\n",
+			check: func(t *testing.T, m Maintenance) {
+				want := []Schedule{{"dump", "*/30 * * * * *"}, {"cold_backup", "@weekly"}, {"verify_restore", "off"}, {"prune", "CRON_TZ=UTC 15 4 * * *"}, {"digest", "Off"}}
+				if !slices.Equal(m.Schedules(), want) {
+					t.Errorf("schedules = %v, want %v", m.Schedules(), want)
+				}
+				if loc, err := m.Location(); err != nil || loc.String() != "Europe/Paris" {
+					t.Errorf("location = %v, %v", loc, err)
+				}
+				if m.RunTimeout.D() != 90*time.Minute || m.StateFile != "/var/lib/s/m.json" {
+					t.Errorf("maintenance = %+v", m)
+				}
+			},
+		},
+		{
+			name: "environment sets a schedule",
+			env:  map[string]string{"SUMMONER_MAINTENANCE_DUMP": "0 1 * * *", "SUMMONER_MAINTENANCE_TIMEZONE": "UTC"},
+			check: func(t *testing.T, m Maintenance) {
+				if m.Dump != "0 1 * * *" || m.Timezone != "UTC" {
+					t.Errorf("maintenance = %+v", m)
+				}
+			},
+		},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadBody(t, tt.file, tt.env, ForShell)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			tt.check(t, c.Maintenance)
+		})
+	}
+
+	bad := []struct {
+		name string
+		file string
+		env  map[string]string
+		want []string // one per problem
+	}{
+		{
+			name: "four fields",
+			file: "maintenance:\n  dump: \"0 3 * *\"\n",
+			want: []string{`config.yml:2: maintenance.dump: "0 3 * *" is not a schedule (expected 5 to 6 fields, found 4`},
+		},
+		{
+			name: "out of range, named by its key",
+			file: "maintenance:\n  digest: \"0 25 * * 1\"\n",
+			want: []string{`config.yml:2: maintenance.digest: "0 25 * * 1" is not a schedule (`},
+		},
+		{
+			name: "empty schedule",
+			file: "maintenance:\n  prune: \"\"\n",
+			want: []string{`config.yml:2: maintenance.prune: is empty; write a schedule like "0 3 * * *"`},
+		},
+		{
+			name: "unknown key with a suggestion",
+			file: "maintenance:\n  cold_backups: \"@weekly\"\n",
+			want: []string{"config.yml:2: maintenance.cold_backups: unknown key (did you mean cold_backup?)"},
+		},
+		{
+			name: "bad time zone and timeout and state file",
+			file: "maintenance:\n  timezone: Mars/Olympus\n  run_timeout: 0s\n  state_file: relative.json\n",
+			want: []string{
+				`config.yml:2: maintenance.timezone: "Mars/Olympus" is not a time zone`,
+				"config.yml:3: maintenance.run_timeout: must be more than zero",
+				`config.yml:4: maintenance.state_file: "relative.json" should be an absolute path`,
+			},
+		},
+		{
+			name: "bad schedule from the environment",
+			env:  map[string]string{"SUMMONER_MAINTENANCE_COLD_BACKUP": "weekly"},
+			want: []string{`SUMMONER_MAINTENANCE_COLD_BACKUP: "weekly" is not a schedule`},
+		},
+		{
+			name: "every bad schedule at once",
+			file: "maintenance:\n  dump: x\n  cold_backup: y\n  verify_restore: z\n  prune: \"61 * * * *\"\n  digest: \"@fortnightly\"\n",
+			want: []string{"config.yml:2: maintenance.dump", "config.yml:3: maintenance.cold_backup", "config.yml:4: maintenance.verify_restore",
+				"config.yml:5: maintenance.prune", "config.yml:6: maintenance.digest"},
+		},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadBody(t, tt.file, tt.env, ForShell)
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("Load error = %v, want Problems", err)
+			}
+			if len(ps) != len(tt.want) {
+				t.Errorf("%d problems, want %d:\n%v", len(ps), len(tt.want), ps)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(ps.Error(), w) {
+					t.Errorf("problems lack %q:\n%v", w, ps)
+				}
+			}
+		})
+	}
+}
+
+func TestMaintenanceStateFileRequiredToRun(t *testing.T) {
+	_, err := Load("", envOf(map[string]string{"SUMMONER_CHAT_URL": "https://c.example", "SUMMONER_CHAT_TOKEN": token, "SUMMONER_MAINTENANCE_STATE_FILE": ""}), ForRun)
+	if err == nil || !strings.Contains(err.Error(), "SUMMONER_MAINTENANCE_STATE_FILE: missing; the bot keeps schedule changes") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/robfig/cron/v3"
 )
 
 var (
@@ -86,6 +88,7 @@ func (l *loader) validate(c *Config, purpose Purpose) {
 		l.add("docker.state_dir", "%q should be an absolute path", c.Docker.StateDir)
 	}
 	l.validateBackups(c.Backups)
+	l.validateMaintenance(c.Maintenance, purpose)
 	if c.HTTP.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
 			l.add("http.listen", "%q is not an address like 127.0.0.1:8079", c.HTTP.Listen)
@@ -161,5 +164,36 @@ func (l *loader) validateBackups(b Backups) {
 	}
 	if r := b.Retention; r.KeepLast < 0 || r.Daily < 0 || r.Weekly < 0 || r.Monthly < 0 {
 		l.add("backups.retention", "counts cannot be negative")
+	}
+}
+
+// scheduleParser reads schedules as the scheduler does: five fields, or six
+// with seconds first, or a descriptor such as @daily.
+var scheduleParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+func (l *loader) validateMaintenance(m Maintenance, purpose Purpose) {
+	for _, s := range m.Schedules() {
+		key := "maintenance." + s.Job
+		switch spec := strings.TrimSpace(s.Spec); {
+		case strings.EqualFold(spec, ScheduleOff):
+		case spec == "":
+			l.add(key, `is empty; write a schedule like "0 3 * * *" (minute hour day month weekday) or off`)
+		default:
+			if _, err := scheduleParser.Parse(spec); err != nil {
+				l.add(key, `%q is not a schedule (%v); write minute hour day month weekday like "0 3 * * *", optionally with seconds first, or off`, s.Spec, err)
+			}
+		}
+	}
+	if _, err := m.Location(); err != nil {
+		l.add("maintenance.timezone", "%q is not a time zone like Europe/Paris or UTC (leave it empty for the server's)", m.Timezone)
+	}
+	if m.RunTimeout.D() <= 0 {
+		l.add("maintenance.run_timeout", "must be more than zero")
+	}
+	switch {
+	case m.StateFile == "" && purpose == ForRun:
+		l.add("maintenance.state_file", "missing; the bot keeps schedule changes and last runs there")
+	case m.StateFile != "" && !strings.HasPrefix(m.StateFile, "/"):
+		l.add("maintenance.state_file", "%q should be an absolute path", m.StateFile)
 	}
 }
