@@ -184,3 +184,8 @@ func (e *Engine) StartApp(ctx context.Context, name string, progress Progress) e
 	}
 	return nil
 }
+
+// Explain puts an error in words for chat: a message written for the user
+// as is, a deadline or a cancellation in words, any other error by its
+// first line (the log has the rest).
+func Explain(err error) string { return explainCause(err) }
