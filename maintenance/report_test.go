@@ -1,0 +1,221 @@
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/summoner-bot/summoner/chat"
+	"github.com/summoner-bot/summoner/chat/chattest"
+	"github.com/summoner-bot/summoner/storage"
+)
+
+// reportUpdate is -update, registered only if another test file of the
+// package has not registered it already (a second flag.Bool would panic).
+var reportUpdate = func() func() bool {
+	if flag.Lookup("update") == nil {
+		flag.Bool("update", false, "rewrite the golden files")
+	}
+	return func() bool { return flag.Lookup("update").Value.String() == "true" }
+}()
+
+// reportGolden compares got with testdata/report_<name>.golden.
+func reportGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "report_"+name+".golden")
+	if reportUpdate() {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("no golden file (run go test ./maintenance -run Report -update): %v", err)
+	}
+	if got+"\n" != string(want) {
+		t.Errorf("rendered report differs from %s (run go test ./maintenance -run Report -update and review the diff):\n%s", path, got)
+	}
+}
+
+func TestReportRender(t *testing.T) {
+	at := time.Date(2025, 3, 10, 3, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		rep  Report
+	}{
+		{
+			name: "all_good",
+			rep: Report{Job: "dump", Title: "the nightly dump", Started: at, Duration: 83 * time.Second, Results: []MinionResult{
+				{Minion: "wekan", Action: ActionDump, Size: 12 << 20, Duration: 41 * time.Second, StoredOn: []string{"disk", "dropbox"}, Verified: true},
+				{Minion: "ghost", Action: ActionDump, Size: 788 << 10, Duration: 300 * time.Millisecond, StoredOn: []string{"disk", "dropbox"}, Verified: true},
+			}},
+		},
+		{
+			name: "failures_first",
+			rep: Report{Job: "dump", Title: "the nightly dump", Started: at, Duration: 5 * time.Minute, SkippedMore: 2, Results: []MinionResult{
+				{Minion: "ghost", Action: ActionDump, Size: 3 << 20, Duration: 9 * time.Second, StoredOn: []string{"disk", "dropbox"}, Verified: true},
+				{Minion: "wekan", Action: ActionDump, Duration: 2 * time.Second, Err: errors.New("mongodump exited with code 1:\nFailed: error connecting to db server: no reachable servers")},
+				{Minion: "nextcloud", Action: ActionDump, Size: 40 << 20, Duration: 20 * time.Second, StoredOn: []string{"disk"}, MissedOn: []string{"dropbox"}, Verified: true},
+			}},
+		},
+		{
+			name: "run_failed",
+			rep:  Report{Job: "prune", Title: "the prune of old backups", Started: at, Duration: time.Second, Err: errors.New("listing backups on disk: permission denied")},
+		},
+		{
+			name: "nothing_to_do",
+			rep:  Report{Job: "verify_restore", Title: "the weekly test restore", Started: at, Duration: 10 * time.Millisecond},
+		},
+		{
+			name: "catch_up_prune",
+			rep: Report{Job: "prune", Title: "the prune of old backups", Started: at, Duration: 2 * time.Second, CatchUpOf: at.Add(-90 * time.Minute), Results: []MinionResult{
+				{Minion: "wekan", Action: ActionPrune, Detail: "removed 3 old backups", Duration: time.Second, StoredOn: []string{"disk"}},
+			}},
+		},
+		{
+			name: "skipped",
+			rep:  Report{Job: "dump", Title: "the nightly dump", Started: at, Skipped: true},
+		},
+		{
+			name: "missed",
+			rep:  Report{Job: "cold_backup", Title: "the weekly cold backup", Started: at, MissedAt: at.Add(-50 * time.Hour), NextRun: at.Add(6 * 24 * time.Hour)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reportGolden(t, tt.name, tt.rep.Render())
+		})
+	}
+}
+
+func TestReportFailuresComeFirst(t *testing.T) {
+	rep := Report{Title: "the nightly dump", Results: []MinionResult{
+		{Minion: "a", Action: ActionDump, StoredOn: []string{"disk"}},
+		{Minion: "b", Action: ActionDump, Err: errors.New("boom")},
+	}}
+	out := rep.Render()
+	if !rep.Failed() || !strings.HasPrefix(out, "⚠️") || strings.Index(out, "boom") > strings.Index(out, "| a |") {
+		t.Fatalf("the failure is not first and loud:\n%s", out)
+	}
+}
+
+func TestDigestRender(t *testing.T) {
+	now := time.Date(2025, 3, 10, 8, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	dump := func(minion string, ago time.Duration, size int64) DigestBackup {
+		return DigestBackup{Minion: minion, Kind: storage.KindDump, Created: now.Add(-ago), Size: size}
+	}
+	tests := []struct {
+		name string
+		d    Digest
+	}{
+		{
+			name: "digest_healthy",
+			d: Digest{Now: now, Minions: []string{"wekan"}, Backups: []DigestBackup{
+				dump("wekan", 3*day+5*time.Hour, 10<<20), dump("wekan", 2*day+5*time.Hour, 11<<20), dump("wekan", day+5*time.Hour, 11<<20), dump("wekan", 5*time.Hour, 12<<20),
+			}},
+		},
+		{
+			name: "digest_warnings",
+			d: Digest{Now: now, Minions: []string{"ghost", "wekan", "nextcloud"}, Backups: []DigestBackup{
+				// wekan's newest dump is under half the one before.
+				dump("wekan", 6*day, 9<<20), dump("wekan", 5*day, 10<<20), dump("wekan", 4*day, 11<<20), dump("wekan", 2*day, 12<<20), dump("wekan", 5*time.Hour, 5<<20),
+				// nextcloud's newest backup is a cold one, four days old.
+				dump("nextcloud", 5*day, 300<<20),
+				{Minion: "nextcloud", Kind: storage.KindCold, Created: now.Add(-4 * day), Size: 3 << 30},
+				// ghost has none.
+			}},
+		},
+		{
+			name: "digest_empty",
+			d:    Digest{Now: now},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reportGolden(t, tt.name, tt.d.Render())
+		})
+	}
+}
+
+func TestDigestShrinkFlag(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name  string
+		sizes []int64 // oldest first
+		flag  bool
+	}{
+		{"just under half", []int64{1000, 499}, true},
+		{"exactly half", []int64{1000, 500}, false},
+		{"grew", []int64{1000, 3000}, false},
+		{"one dump", []int64{10}, false},
+		{"shrank earlier, recovered", []int64{1000, 100, 900}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Digest{Now: now}
+			for i, s := range tt.sizes {
+				d.Backups = append(d.Backups, DigestBackup{Minion: "m", Kind: storage.KindDump, Created: now.Add(time.Duration(i-len(tt.sizes)) * time.Hour), Size: s})
+			}
+			if got := strings.Contains(d.Render(), "less than half"); got != tt.flag {
+				t.Errorf("flagged = %v, want %v:\n%s", got, tt.flag, d.Render())
+			}
+		})
+	}
+}
+
+func TestDigestBackupsOf(t *testing.T) {
+	created := time.Date(2025, 3, 9, 3, 0, 0, 0, time.UTC)
+	bs := []storage.Backup{
+		{Manifest: &storage.Manifest{Minion: "wekan", Kind: storage.KindDump, Created: created, Payload: storage.Sum{Size: 42}}, Copies: []storage.Location{{Destination: "disk"}}},
+		{Manifest: &storage.Manifest{Minion: "ghost", Kind: storage.KindDump, Created: created}}, // no copy left: not good
+	}
+	got := DigestBackupsOf(bs)
+	if len(got) != 1 || got[0] != (DigestBackup{Minion: "wekan", Kind: storage.KindDump, Created: created, Size: 42}) {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestReporterPostsToOpsChannel(t *testing.T) {
+	tests := []struct {
+		name    string
+		channel string
+		fail    error
+		wantErr string
+		posts   int
+	}{
+		{name: "posted", channel: "ops", posts: 1},
+		{name: "channel written with a tilde", channel: "~ops", posts: 1},
+		{name: "no ops channel", channel: "", wantErr: "set chat.ops_channel"},
+		{name: "poster fails", channel: "ops", fail: errors.New("outbox full"), wantErr: "posting the dump report to ~ops: outbox full"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &chattest.Recorder{Fail: tt.fail}
+			err := NewReporter(rec, tt.channel, slog.New(slog.DiscardHandler)).Publish(context.Background(), Report{Job: "dump", Title: "the nightly dump", Skipped: true})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := rec.Posts()
+			if len(ps) != tt.posts || ps[0].To != (chat.Destination{ChannelID: "~ops"}) || !strings.Contains(ps[0].Text, "was skipped") {
+				t.Fatalf("posts = %+v", ps)
+			}
+		})
+	}
+}
