@@ -29,7 +29,7 @@ const (
 	// start-up only if it is less late than this; an older one would
 	// surprise (a cold backup at noon stops the apps) more than it helps.
 	DefaultCatchUp = 24 * time.Hour
-	// reportTimeout bounds posting one report to the outbox.
+	// schedReportTimeout bounds posting one report to the outbox.
 	schedReportTimeout = 30 * time.Second
 )
 
@@ -48,8 +48,11 @@ type ReportPublisher interface {
 
 // ScheduledJob is a job the scheduler runs.
 type ScheduledJob struct {
-	Name  string // "dump": what `schedule set dump ...` and the config call it
-	Title string // how messages name it: "the nightly dump"
+	Name string // "dump": what `schedule set dump ...` and the config call it
+	// Title is how messages name it, "the scheduled dump"; "" gives that
+	// for the config's five jobs (dump, cold_backup, verify_restore,
+	// prune, digest) and "the <name> job" for others.
+	Title string
 	// Spec is the schedule from the config, or "off"; a change made from
 	// chat overrides it.
 	Spec    string
@@ -180,7 +183,7 @@ func (s *Scheduler) Register(j ScheduledJob) error {
 		return fmt.Errorf("registering job %s: registered twice", j.Name)
 	}
 	if j.Title == "" {
-		j.Title = "the " + strings.ReplaceAll(j.Name, "_", " ") + " job"
+		j.Title = schedTitle(j.Name)
 	}
 	if j.Timeout <= 0 {
 		j.Timeout = s.o.RunTimeout
@@ -272,6 +275,24 @@ func (s *Scheduler) catchUpLocked(j *schedJob, sched cron.Schedule, now time.Tim
 		defer s.wg.Done()
 		s.run(j, due)
 	}()
+}
+
+// schedTitle names the config's jobs in messages. The titles say nothing
+// of how often they run: an admin may change that from chat.
+func schedTitle(name string) string {
+	switch name {
+	case "dump":
+		return "the scheduled dump"
+	case "cold_backup":
+		return "the scheduled cold backup"
+	case "verify_restore":
+		return "the scheduled test restore"
+	case "prune":
+		return "the prune of old backups"
+	case "digest":
+		return "the backup digest"
+	}
+	return "the " + strings.ReplaceAll(name, "_", " ") + " job"
 }
 
 // cronJob is what cron calls on each tick.

@@ -330,6 +330,9 @@ func TestSchedulerRegister(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.wantErr)
 		}
 	}
+	if got := f.s.List(); len(got) != 1 || got[0].Title != "the scheduled dump" {
+		t.Errorf("List = %+v, want the config job's title", got)
+	}
 	f.start(t)
 	if err := f.s.Register(ScheduledJob{Name: "late", Spec: "@daily", Run: run}); err == nil {
 		t.Error("registered a job after Start")
