@@ -357,3 +357,60 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// mariadb runs SQL in testmaria's database, the password in the
+// environment as the dumper passes it.
+func (f *itFixture) mariadb(t *testing.T, sql string) string {
+	t.Helper()
+	db := f.db(t)
+	out, code := f.d.Exec(t, db.ContainerID, []string{"MYSQL_PWD=" + db.Password}, "mariadb", "-N", "-B", "--user="+db.User, db.Name, "-e", sql)
+	if code != 0 {
+		t.Fatalf("mariadb %q: exit %d: %s", sql, code, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+func (f *itFixture) mariadbChecksums(t *testing.T) string {
+	t.Helper()
+	return f.mariadb(t, `SET SESSION group_concat_max_len = 100000000;
+		SELECT 'people', COUNT(*), COALESCE(MD5(GROUP_CONCAT(CONCAT_WS('|', id, name, born) ORDER BY id SEPARATOR ',')), '-') FROM people;
+		SELECT 'notes', COUNT(*), COALESCE(MD5(GROUP_CONCAT(CONCAT_WS('|', id, person, body) ORDER BY id SEPARATOR ',')), '-') FROM notes;`)
+}
+
+func TestMariaDBDumpAndRestoreRoundTrip(t *testing.T) {
+	if _, err := os.Stat("../minions/testdata/minions/testmaria/minion.yml"); err != nil {
+		t.Skip("the testmaria test minion is not there yet")
+	}
+	f := newITFixture(t, "testmaria")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	f.mariadb(t, `CREATE TABLE people (id INT PRIMARY KEY, name TEXT, born DATE);
+		INSERT INTO people SELECT seq, CONCAT('person ', seq), DATE_ADD('1970-01-01', INTERVAL seq DAY) FROM seq_1_to_500;
+		CREATE TABLE notes (id INT AUTO_INCREMENT PRIMARY KEY, person INT, body TEXT, FOREIGN KEY (person) REFERENCES people(id));
+		INSERT INTO notes (person, body) SELECT 1 + seq % 500, REPEAT(MD5(seq), 3) FROM seq_1_to_2000;
+		CREATE TRIGGER notes_body BEFORE INSERT ON notes FOR EACH ROW SET NEW.body = TRIM(NEW.body);`)
+	want := f.mariadbChecksums(t)
+
+	res, err := f.s.Dump(ctx, f.minion, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mariadb(t, `UPDATE people SET name = 'changed' WHERE id < 100; DELETE FROM notes WHERE id % 3 = 0;
+		INSERT INTO notes (person, body) VALUES (1, 'new'); DROP TRIGGER notes_body;`)
+	if f.mariadbChecksums(t) == want {
+		t.Fatal("the changes changed nothing")
+	}
+	rr, err := f.s.Restore(ctx, f.minion, res.Manifest.ID, nil)
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	if got := f.mariadbChecksums(t); got != want {
+		t.Errorf("after the restore:\n%s\nwant:\n%s", got, want)
+	}
+	if trig := f.mariadb(t, `SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE()`); trig != "1" {
+		t.Errorf("the trigger was not restored: %s", trig)
+	}
+	if ids := f.backups(t); len(ids) != 2 || !contains(ids, rr.SafetyID) {
+		t.Errorf("backups %q, want the dump and the safety dump %s", ids, rr.SafetyID)
+	}
+}
