@@ -51,6 +51,10 @@ type Manifest struct {
 	Payload         Sum               `json:"payload"` // the plain bytes
 	Stored          Sum               `json:"stored"`  // the bytes in the data file
 	DataFile        string            `json:"data_file"`
+	// Counts are what the backup held when it was taken: rows per table
+	// (documents per collection) for a dump; "files" and "bytes" for a
+	// cold backup. A test restore compares them; nil in older backups.
+	Counts map[string]int64 `json:"counts,omitempty"`
 }
 
 // Sum is a size and a SHA-256.
@@ -63,6 +67,7 @@ type Sum struct {
 type Meta struct {
 	Minion, Kind, DBKind string
 	Images               map[string]string
+	Counts               map[string]int64 // see Manifest.Counts; nil if unknown
 }
 
 // Options configure a Repository.
@@ -193,6 +198,7 @@ func (r *Repository) Store(ctx context.Context, meta Meta, payload io.Reader) (*
 	m := &Manifest{
 		Format: 1, ID: id, Minion: meta.Minion, Kind: meta.Kind, Created: created, DBKind: meta.DBKind,
 		Images: meta.Images, SummonerVersion: r.o.Version, Compression: "zstd", DataFile: "data.zst",
+		Counts: meta.Counts,
 	}
 	if len(r.recipients) > 0 {
 		m.Encryption = r.o.Recipients
