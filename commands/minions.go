@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/summoner-bot/summoner/internal/human"
+	"github.com/summoner-bot/summoner/maintenance"
 	"github.com/summoner-bot/summoner/minions"
 )
 
@@ -27,20 +28,17 @@ type MinionEngine interface {
 	Versions(ctx context.Context, name string) ([]string, string, error)
 }
 
-// MinionCommands are the commands that summon and manage minions.
-func MinionCommands(e MinionEngine) []Definition {
+// SafeUpdater dumps a minion's database before an update and puts the data
+// back if the update rolls back (maintenance.Service).
+type SafeUpdater interface {
+	Update(ctx context.Context, u maintenance.Updater, minion, version string, hasDB bool, progress minions.Progress) (*maintenance.UpdateResult, error)
+}
+
+// MinionCommands are the commands that summon and manage minions. safe may
+// be nil (no backup destination): updates then take no dump first.
+func MinionCommands(e MinionEngine, safe SafeUpdater) []Definition {
 	progress := func(ctx context.Context, r *Request) minions.Progress {
 		return func(step string) { r.Progress(ctx, step) }
-	}
-	one := func(r *Request, usage string) (string, error) {
-		pos, _, err := Flags(r.Args, nil)
-		if err != nil {
-			return "", err
-		}
-		if len(pos) != 1 {
-			return "", Errorf("Usage: `%s`", usage)
-		}
-		return strings.ToLower(pos[0]), nil
 	}
 	simple := func(name, summary, done string, f func(context.Context, string) error) Definition {
 		return Definition{
@@ -212,14 +210,31 @@ func MinionCommands(e MinionEngine) []Definition {
 				if t.To == t.From {
 					return fmt.Sprintf("%s already runs %s, the newest %s release.%s", t.Minion, t.From, majorOf(t.From), newerMajor(t)), nil
 				}
-				res, err := e.Update(ctx, name, t.To, progress(ctx, r))
+				var (
+					res    *minions.Result
+					dumped string
+				)
+				if safe != nil {
+					m, _ := e.Catalog().Get(name)
+					var ur *maintenance.UpdateResult
+					ur, err = safe.Update(ctx, e, name, t.To, m != nil && m.Database != nil, progress(ctx, r))
+					if ur != nil {
+						res, dumped = ur.Result, ur.Dump
+					}
+				} else {
+					res, err = e.Update(ctx, name, t.To, progress(ctx, r))
+				}
 				if err != nil {
 					return "", err
 				}
 				if res.Unchanged {
 					return fmt.Sprintf("%s already runs %s.", res.Minion, res.Version), nil
 				}
-				return fmt.Sprintf("%s now runs %s (was %s): %s. Took %s.%s", res.Minion, res.Version, res.Previous, where(res), res.Took.Round(time.Second), newerMajor(t)), nil
+				before := ""
+				if dumped != "" {
+					before = fmt.Sprintf(" Its data were dumped first: %s.", dumped)
+				}
+				return fmt.Sprintf("%s now runs %s (was %s): %s. Took %s.%s%s", res.Minion, res.Version, res.Previous, where(res), res.Took.Round(time.Second), before, newerMajor(t)), nil
 			},
 		},
 	}

@@ -91,7 +91,7 @@ func TestMinionCommands(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
 			fe := &fakeEngine{}
-			reg, err := NewRegistry(MinionCommands(fe)...)
+			reg, err := NewRegistry(MinionCommands(fe, nil)...)
 			if err != nil {
 				t.Fatal(err)
 			}

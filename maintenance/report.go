@@ -1,15 +1,11 @@
 package maintenance
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/summoner-bot/summoner/chat"
 	"github.com/summoner-bot/summoner/internal/human"
 	"github.com/summoner-bot/summoner/storage"
 )
@@ -319,37 +315,4 @@ func reportDuration(d time.Duration) string {
 		return "<1s"
 	}
 	return human.Age(d)
-}
-
-// Reporter posts reports to the ops channel through the chat outbox.
-type Reporter struct {
-	poster  chat.Poster
-	channel string
-	log     *slog.Logger
-}
-
-// NewReporter posts to opsChannel (its handle, "ops"); the daemon's
-// poster is the persistent outbox, which resolves "~name" and keeps the
-// report through a chat outage.
-func NewReporter(p chat.Poster, opsChannel string, log *slog.Logger) *Reporter {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Reporter{poster: p, channel: strings.TrimPrefix(opsChannel, "~"), log: log}
-}
-
-// errNoOpsChannel: reports are only logged when no ops channel is set.
-var errNoOpsChannel = errors.New("no ops channel to report to; set chat.ops_channel")
-
-// Publish posts the report.
-func (r *Reporter) Publish(ctx context.Context, rep Report) error {
-	text := rep.Render()
-	if r.channel == "" {
-		r.log.Warn("report not posted", "job", rep.Job, "failed", rep.Failed(), "err", errNoOpsChannel, "report", text)
-		return errNoOpsChannel
-	}
-	if _, err := r.poster.Post(ctx, chat.Destination{ChannelID: "~" + r.channel}, text); err != nil {
-		return fmt.Errorf("posting the %s report to ~%s: %w", rep.Job, r.channel, err)
-	}
-	return nil
 }

@@ -1,18 +1,14 @@
 package maintenance
 
 import (
-	"context"
 	"errors"
 	"flag"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/summoner-bot/summoner/chat"
-	"github.com/summoner-bot/summoner/chat/chattest"
 	"github.com/summoner-bot/summoner/storage"
 )
 
@@ -183,39 +179,5 @@ func TestDigestBackupsOf(t *testing.T) {
 	got := DigestBackupsOf(bs)
 	if len(got) != 1 || got[0] != (DigestBackup{Minion: "wekan", Kind: storage.KindDump, Created: created, Size: 42}) {
 		t.Fatalf("got %+v", got)
-	}
-}
-
-func TestReporterPostsToOpsChannel(t *testing.T) {
-	tests := []struct {
-		name    string
-		channel string
-		fail    error
-		wantErr string
-		posts   int
-	}{
-		{name: "posted", channel: "ops", posts: 1},
-		{name: "channel written with a tilde", channel: "~ops", posts: 1},
-		{name: "no ops channel", channel: "", wantErr: "set chat.ops_channel"},
-		{name: "poster fails", channel: "ops", fail: errors.New("outbox full"), wantErr: "posting the dump report to ~ops: outbox full"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rec := &chattest.Recorder{Fail: tt.fail}
-			err := NewReporter(rec, tt.channel, slog.New(slog.DiscardHandler)).Publish(context.Background(), Report{Job: "dump", Title: "the nightly dump", Skipped: true})
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps := rec.Posts()
-			if len(ps) != tt.posts || ps[0].To != (chat.Destination{ChannelID: "~ops"}) || !strings.Contains(ps[0].Text, "was skipped") {
-				t.Fatalf("posts = %+v", ps)
-			}
-		})
 	}
 }

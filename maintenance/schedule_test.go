@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/summoner-bot/summoner/chat"
 	"github.com/summoner-bot/summoner/chat/chattest"
 )
 
@@ -58,7 +59,7 @@ func newSchedFixture(t *testing.T, state string, o SchedulerOptions, jobs ...Sch
 		state = filepath.Join(t.TempDir(), "maintenance-state.json")
 	}
 	rec := &chattest.Recorder{}
-	o.StateFile, o.Reports, o.Location = state, NewReporter(rec, "ops", nil), time.UTC
+	o.StateFile, o.Reports, o.Location = state, testReporter{rec}, time.UTC
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -347,8 +348,16 @@ func TestSchedulerCorruptState(t *testing.T) {
 	if err := os.WriteFile(p, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := NewScheduler(SchedulerOptions{StateFile: p, Reports: NewReporter(&chattest.Recorder{}, "ops", nil)})
+	_, err := NewScheduler(SchedulerOptions{StateFile: p, Reports: testReporter{&chattest.Recorder{}}})
 	if err == nil || !strings.Contains(err.Error(), "reading the maintenance state "+p) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// testReporter posts reports to ~ops as the daemon's reporter does.
+type testReporter struct{ p *chattest.Recorder }
+
+func (r testReporter) Publish(ctx context.Context, rep Report) error {
+	_, err := r.p.Post(ctx, chat.Destination{ChannelID: "~ops"}, rep.Render())
+	return err
 }

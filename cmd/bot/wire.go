@@ -26,6 +26,7 @@ import (
 	"github.com/summoner-bot/summoner/chat/shell"
 	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/config"
+	"github.com/summoner-bot/summoner/maintenance"
 	"github.com/summoner-bot/summoner/minions"
 	"github.com/summoner-bot/summoner/storage"
 )
@@ -47,7 +48,9 @@ func newLogger(c config.Log, w io.Writer, quiet bool) *slog.Logger {
 // services are the domain services the commands drive.
 type services struct {
 	engine *minions.Engine
-	repo   *storage.Repository // nil without backup destinations
+	repo   *storage.Repository  // nil without backup destinations
+	maint  *maintenance.Service // nil without backup destinations
+	sched  *maintenance.Scheduler
 }
 
 // newServices builds the engine and the backup repository from config.
@@ -55,7 +58,7 @@ func newServices(cfg config.Config, log *slog.Logger) (services, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	engine, err := newEngine(cfg, log.With("component", "minions"))
+	engine, dc, err := newEngine(cfg, log.With("component", "minions"))
 	if err != nil {
 		return services{}, err
 	}
@@ -63,18 +66,34 @@ func newServices(cfg config.Config, log *slog.Logger) (services, error) {
 	if err != nil {
 		return services{}, err
 	}
-	return services{engine: engine, repo: repo}, nil
+	svc := services{engine: engine, repo: repo}
+	if repo != nil {
+		svc.maint = maintenance.New(maintenance.Options{Docker: dc, Engine: engine, Repo: repo, Logger: log.With("component", "maintenance")})
+	}
+	return svc, nil
 }
 
 func newRouter(cfg config.Config, poster chat.Poster, svc services, log *slog.Logger, opts ...func(*commands.Options)) (*commands.Router, *commands.Registry, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	var repo commands.BackupRepo
+	var (
+		repo  commands.BackupRepo
+		maint commands.Maintenance
+		safe  commands.SafeUpdater
+		sched commands.Schedules
+	)
 	if svc.repo != nil {
 		repo = svc.repo
 	}
-	defs := append(commands.MinionCommands(svc.engine), commands.BackupCommands(repo)...)
+	if svc.maint != nil {
+		maint, safe = svc.maint, svc.maint
+	}
+	if svc.sched != nil {
+		sched = svc.sched
+	}
+	defs := append(commands.MinionCommands(svc.engine, safe), commands.BackupCommands(repo)...)
+	defs = append(defs, commands.MaintenanceCommands(maint, svc.engine, repo, sched)...)
 	reg, err := commands.NewRegistry(defs...)
 	if err != nil {
 		return nil, nil, err
@@ -279,6 +298,14 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Maintenance.StateFile == config.Defaults().Maintenance.StateFile {
+		// Beside the chat state, wherever that was put.
+		cfg.Maintenance.StateFile = filepath.Join(stateDir, "maintenance-state.json")
+	}
+	svc.sched, err = newScheduler(cfg, svc, newReporter(ob, cfg.Chat.OpsChannel, log.With("component", "reports")), log.With("component", "schedule"))
+	if err != nil {
+		return err
+	}
 	rt, _, err := newRouter(cfg, ob, svc, log.With("component", "commands"), func(o *commands.Options) { o.LevelOf = perms.Level })
 	if err != nil {
 		return err
@@ -299,6 +326,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mm.Run(gctx, queue) })
 	g.Go(func() error { return queue.Run(gctx) })
+	g.Go(func() error { return svc.sched.Run(gctx) })
 	if ln != nil {
 		srv := &http.Server{Handler: healthHandler(health{chat: mm, queue: queue, outbox: ob}), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
@@ -436,13 +464,13 @@ func checkWritable(path string) error {
 // newEngine builds the minion engine. The Docker client connects lazily, so
 // a daemon that is down shows up as a clear reply to the first command that
 // needs it, not as a bot that will not start.
-func newEngine(cfg config.Config, log *slog.Logger) (*minions.Engine, error) {
+func newEngine(cfg config.Config, log *slog.Logger) (*minions.Engine, *client.Client, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	cat, err := minions.LoadCatalog(cfg.Docker.MinionsDir)
 	if err != nil {
-		return nil, &configError{msg: "docker.minions_dir: " + err.Error()}
+		return nil, nil, &configError{msg: "docker.minions_dir: " + err.Error()}
 	}
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if cfg.Docker.Host != "" {
@@ -450,17 +478,18 @@ func newEngine(cfg config.Config, log *slog.Logger) (*minions.Engine, error) {
 	}
 	dc, err := client.NewClientWithOpts(opts...)
 	if err != nil {
-		return nil, &configError{msg: "docker.host: " + err.Error()}
+		return nil, nil, &configError{msg: "docker.host: " + err.Error()}
 	}
 	// Every Docker call gets a deadline of its own: a frozen daemon makes a
 	// command fail clearly instead of hanging the bot.
-	return minions.NewEngine(minions.WithTimeouts(dc, minions.Timeouts{}), cat, minions.EngineOptions{
+	e := minions.NewEngine(minions.WithTimeouts(dc, minions.Timeouts{}), cat, minions.EngineOptions{
 		Domain: cfg.Summoner.Domain, VSRoot: cfg.Summoner.VSRoot, DBSRoot: cfg.Summoner.DBSRoot,
 		Mirror:        minions.Mirror{Registry: cfg.Docker.RegistryMirror, Images: cfg.Docker.ImageMirrors},
 		State:         &minions.StateStore{Dir: cfg.Docker.StateDir},
 		HealthTimeout: cfg.Docker.HealthTimeout.D(),
 		Logger:        log,
-	}), nil
+	})
+	return e, dc, nil
 }
 
 // summonApplications brings up the minions the config lists, one after the

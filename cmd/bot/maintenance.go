@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/summoner-bot/summoner/chat"
+	"github.com/summoner-bot/summoner/config"
+	"github.com/summoner-bot/summoner/maintenance"
+	"github.com/summoner-bot/summoner/minions"
+	"github.com/summoner-bot/summoner/storage"
+)
+
+// reporter posts reports to the ops channel through the chat outbox.
+type reporter struct {
+	poster  chat.Poster
+	channel string
+	log     *slog.Logger
+}
+
+// newReporter posts to opsChannel (its handle, "ops"); the daemon's
+// poster is the persistent outbox, which resolves "~name" and keeps the
+// report through a chat outage.
+func newReporter(p chat.Poster, opsChannel string, log *slog.Logger) *reporter {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &reporter{poster: p, channel: strings.TrimPrefix(opsChannel, "~"), log: log}
+}
+
+// errNoOpsChannel: reports are only logged when no ops channel is set.
+var errNoOpsChannel = errors.New("no ops channel to report to; set chat.ops_channel")
+
+// Publish posts the report.
+func (r *reporter) Publish(ctx context.Context, rep maintenance.Report) error {
+	text := rep.Render()
+	if r.channel == "" {
+		r.log.Warn("report not posted", "job", rep.Job, "failed", rep.Failed(), "err", errNoOpsChannel, "report", text)
+		return errNoOpsChannel
+	}
+	if _, err := r.poster.Post(ctx, chat.Destination{ChannelID: "~" + r.channel}, text); err != nil {
+		return fmt.Errorf("posting the %s report to ~%s: %w", rep.Job, r.channel, err)
+	}
+	return nil
+}
+
+// newScheduler registers the config's maintenance jobs; the daemon runs it.
+func newScheduler(cfg config.Config, svc services, pub maintenance.ReportPublisher, log *slog.Logger) (*maintenance.Scheduler, error) {
+	loc, err := cfg.Maintenance.Location()
+	if err != nil {
+		return nil, &configError{msg: "maintenance.timezone: " + err.Error()}
+	}
+	s, err := maintenance.NewScheduler(maintenance.SchedulerOptions{
+		StateFile: cfg.Maintenance.StateFile, Location: loc, Reports: pub, Logger: log,
+		RunTimeout: cfg.Maintenance.RunTimeout.D(),
+	})
+	if err != nil {
+		return nil, &configError{msg: "maintenance.state_file: " + err.Error()}
+	}
+	jobs := map[string]func(ctx context.Context) maintenance.Report{
+		"dump":   func(ctx context.Context) maintenance.Report { return dumpAll(ctx, svc) },
+		"prune":  func(ctx context.Context) maintenance.Report { return pruneAll(ctx, svc) },
+		"digest": func(ctx context.Context) maintenance.Report { return digest(ctx, svc) },
+	}
+	for _, sc := range cfg.Maintenance.Schedules() {
+		run, ok := jobs[sc.Job]
+		if !ok {
+			continue // not built yet: cold backups and test restores come later
+		}
+		if err := s.Register(maintenance.ScheduledJob{Name: sc.Job, Spec: sc.Spec, Run: run}); err != nil {
+			return nil, &configError{msg: fmt.Sprintf("maintenance.%s: %v", sc.Job, err)}
+		}
+	}
+	return s, nil
+}
+
+// dumpAll dumps every summoned minion that has a database.
+func dumpAll(ctx context.Context, svc services) maintenance.Report {
+	var rep maintenance.Report
+	if svc.maint == nil {
+		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
+		return rep
+	}
+	names, err := minionsWithDatabase(ctx, svc.engine)
+	if err != nil {
+		rep.Err = err
+		return rep
+	}
+	for _, name := range names {
+		started := time.Now()
+		res, err := svc.maint.Dump(ctx, name, nil)
+		r := maintenance.MinionResult{Minion: name, Action: maintenance.ActionDump, Duration: time.Since(started), Err: err}
+		if err == nil {
+			r.BackupID, r.Size, r.Verified = res.Manifest.ID, res.Manifest.Stored.Size, true
+			r.StoredOn, r.MissedOn = copiesOf(res.Copies)
+		}
+		rep.Results = append(rep.Results, r)
+	}
+	return rep
+}
+
+func minionsWithDatabase(ctx context.Context, e *minions.Engine) ([]string, error) {
+	st, err := e.Status(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range st {
+		if m, ok := e.Catalog().Get(s.Name); ok && m.Database != nil {
+			out = append(out, s.Name)
+		}
+	}
+	return out, nil
+}
+
+// copiesOf splits a backup's copies into the destinations that hold a good
+// one and those that missed it, by their config names.
+func copiesOf(cs []storage.Copy) (stored, missed []string) {
+	for _, c := range cs {
+		if c.Err == nil {
+			stored = append(stored, c.Destination)
+		} else {
+			missed = append(missed, c.Destination)
+		}
+	}
+	return stored, missed
+}
+
+// pruneAll applies the retention policy to every minion's backups.
+func pruneAll(ctx context.Context, svc services) maintenance.Report {
+	var rep maintenance.Report
+	if svc.repo == nil {
+		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
+		return rep
+	}
+	started := time.Now()
+	removed, err := svc.repo.Prune(ctx, "", false)
+	rep.Results = append(rep.Results, maintenance.MinionResult{
+		Minion: "all", Action: maintenance.ActionPrune, Duration: time.Since(started), Err: err,
+		Detail: fmt.Sprintf("removed %d old backup copies", len(removed)),
+	})
+	return rep
+}
+
+// digest is the weekly summary of every minion's backups.
+func digest(ctx context.Context, svc services) maintenance.Report {
+	var rep maintenance.Report
+	if svc.repo == nil {
+		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
+		return rep
+	}
+	list, errs := svc.repo.List(ctx, "")
+	if len(errs) > 0 && len(list) == 0 {
+		rep.Err = errors.Join(errs...)
+		return rep
+	}
+	names, err := minionsWithDatabase(ctx, svc.engine)
+	if err != nil {
+		rep.Err = err
+		return rep
+	}
+	rep.Digest = &maintenance.Digest{Now: time.Now(), Minions: names, Backups: maintenance.DigestBackupsOf(list)}
+	return rep
+}

@@ -1,0 +1,265 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/summoner-bot/summoner/internal/human"
+	"github.com/summoner-bot/summoner/maintenance"
+	"github.com/summoner-bot/summoner/minions"
+	"github.com/summoner-bot/summoner/storage"
+)
+
+// Maintenance is what the maintenance commands need from maintenance.Service.
+type Maintenance interface {
+	Dump(ctx context.Context, minion string, progress minions.Progress) (*maintenance.DumpResult, error)
+	Restore(ctx context.Context, minion, backupID string, progress minions.Progress) (*maintenance.RestoreResult, error)
+}
+
+// Schedules is what `schedule` needs from maintenance.Scheduler.
+type Schedules interface {
+	List() []maintenance.ScheduleInfo
+	Set(name, spec string) (maintenance.ScheduleInfo, error)
+	Off(name string) (maintenance.ScheduleInfo, error)
+	Reset(name string) (maintenance.ScheduleInfo, error)
+}
+
+// MaintenanceCommands dump, restore and schedule. m is nil without a backup
+// destination (the commands then say so); sched may be nil (no schedules).
+func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched Schedules) []Definition {
+	need := func() error {
+		if m == nil {
+			return Errorf("No backup destination is configured: add one under `backups.destinations` in the config.")
+		}
+		return nil
+	}
+	defs := []Definition{
+		{
+			Name: "dump", Args: "<minion>|all", Summary: "dump a minion's database (or every one) into the backups, checked whole",
+			Help:  "The dump runs inside the database container and streams straight into every backup destination. It counts only if the tool ended well and its output is complete; a failed dump stores nothing.",
+			Level: Operator, Mutating: true, Timeout: 2 * time.Hour,
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				if err := need(); err != nil {
+					return "", err
+				}
+				name, err := one(r, "dump <minion>|all")
+				if err != nil {
+					return "", err
+				}
+				names := []string{name}
+				if name == "all" {
+					if names, err = withDatabase(ctx, e); err != nil {
+						return "", err
+					}
+					if len(names) == 0 {
+						return "No summoned minion has a database to dump.", nil
+					}
+				}
+				var lines []string
+				failed := 0
+				for _, n := range names {
+					res, err := m.Dump(ctx, n, func(step string) { r.Progress(ctx, step) })
+					if err != nil {
+						if len(names) == 1 {
+							return "", err
+						}
+						failed++
+						lines = append(lines, fmt.Sprintf("⚠️ %s: %s", n, userText(err)))
+						continue
+					}
+					lines = append(lines, renderDumped(res))
+				}
+				if failed > 0 {
+					lines = append([]string{fmt.Sprintf("⚠️ %d of %d dumps failed; the others are stored.", failed, len(names))}, lines...)
+				}
+				return strings.Join(lines, "\n"), nil
+			},
+		},
+		{
+			Name: "restore", Args: "<minion> [backup id]", Summary: "put a minion's data back from a backup (the newest by default)",
+			Help:  "Checks the backup first, stores a safety dump of the current data, then restores and checks the app's health. If anything fails, the safety dump is put back. The reply names the safety dump, so `restore <minion> <its id>` undoes a restore.",
+			Level: Admin, Mutating: true, Timeout: 2 * time.Hour,
+			Confirm: func(ctx context.Context, r *Request) (string, error) {
+				if err := need(); err != nil {
+					return "", err
+				}
+				name, id, err := restoreArgs(ctx, r, repo)
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("⚠️ This replaces the current data of %s with the backup %s. I store a safety dump of the current data first, so it can be undone.", name, id), nil
+			},
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				if err := need(); err != nil {
+					return "", err
+				}
+				name, id, err := restoreArgs(ctx, r, repo)
+				if err != nil {
+					return "", err
+				}
+				res, err := m.Restore(ctx, name, id, func(step string) { r.Progress(ctx, step) })
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%s runs on the data of %s again (took %s). The data it had just before are kept as %s: `restore %s %s` undoes this.",
+					res.Minion, res.BackupID, res.Took.Round(time.Second), res.SafetyID, res.Minion, res.SafetyID), nil
+			},
+		},
+	}
+	if sched != nil {
+		defs = append(defs, scheduleCommand(sched))
+	}
+	return defs
+}
+
+// one is the single minion a command names.
+func one(r *Request, usage string) (string, error) {
+	pos, _, err := Flags(r.Args, nil)
+	if err != nil {
+		return "", err
+	}
+	if len(pos) != 1 {
+		return "", Errorf("Usage: `%s`", usage)
+	}
+	return strings.ToLower(pos[0]), nil
+}
+
+// withDatabase lists the summoned minions that have a database.
+func withDatabase(ctx context.Context, e MinionEngine) ([]string, error) {
+	st, err := e.Status(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range st {
+		if m, ok := e.Catalog().Get(s.Name); ok && m.Database != nil {
+			out = append(out, s.Name)
+		}
+	}
+	return out, nil
+}
+
+// restoreArgs are the minion and the backup to restore: the one named, or
+// the minion's newest dump.
+func restoreArgs(ctx context.Context, r *Request, repo BackupRepo) (name, id string, err error) {
+	pos, _, err := Flags(r.Args, nil)
+	if err != nil {
+		return "", "", err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return "", "", Errorf("Usage: `restore <minion> [backup id]`; `backups <minion>` lists the ids.")
+	}
+	name = strings.ToLower(pos[0])
+	if len(pos) == 2 {
+		id = pos[1]
+		if !strings.HasPrefix(id, name+"/") {
+			return "", "", Errorf("The backup %s is not one of %s's; `backups %s` lists them.", id, name, name)
+		}
+		return name, id, nil
+	}
+	list, _ := repo.List(ctx, name)
+	var dumps []storage.Backup
+	for _, b := range list {
+		if b.Manifest.Kind == storage.KindDump {
+			dumps = append(dumps, b)
+		}
+	}
+	if len(dumps) == 0 {
+		return "", "", Errorf("%s has no dump to restore. `dump %s` takes one.", name, name)
+	}
+	newest := slices.MaxFunc(dumps, func(a, b storage.Backup) int { return a.Manifest.Created.Compare(b.Manifest.Created) })
+	return name, newest.Manifest.ID, nil
+}
+
+func renderDumped(res *maintenance.DumpResult) string {
+	m := res.Manifest
+	var where []string
+	for _, c := range res.Copies {
+		if c.Err == nil {
+			where = append(where, c.Destination)
+		}
+	}
+	return fmt.Sprintf("Dumped %s: %s (%s, %s stored), checked and stored on %s in %s.",
+		m.Minion, m.ID, human.Bytes(m.Payload.Size), human.Bytes(m.Stored.Size), strings.Join(where, ", "), res.Took.Round(100*time.Millisecond))
+}
+
+func scheduleCommand(sched Schedules) Definition {
+	return Definition{
+		Name: "schedule", Args: "[set <job> <cron> | off <job> | reset <job>]", Summary: "list the maintenance schedules, or change one (admin)",
+		Help: "Jobs: dump, cold_backup, verify_restore, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
+		Run: func(_ context.Context, r *Request) (string, error) {
+			if len(r.Args) == 0 {
+				return renderSchedules(sched.List(), time.Now()), nil
+			}
+			if r.Level < Admin {
+				return "", Errorf("Changing a schedule needs admin rights, and you have %s rights.", r.Level)
+			}
+			verb := strings.ToLower(r.Args[0])
+			var (
+				info maintenance.ScheduleInfo
+				err  error
+			)
+			switch {
+			case verb == "set" && len(r.Args) >= 3:
+				info, err = sched.Set(r.Args[1], strings.Join(r.Args[2:], " "))
+			case verb == "off" && len(r.Args) == 2:
+				info, err = sched.Off(r.Args[1])
+			case verb == "reset" && len(r.Args) == 2:
+				info, err = sched.Reset(r.Args[1])
+			default:
+				return "", Errorf("Usage: `schedule`, `schedule set <job> <cron>`, `schedule off <job>` or `schedule reset <job>`.")
+			}
+			if err != nil {
+				return "", Errorf("%s", err.Error())
+			}
+			title := strings.ToUpper(info.Title[:1]) + info.Title[1:]
+			if info.Spec == "off" {
+				return fmt.Sprintf("%s is off.", title), nil
+			}
+			return fmt.Sprintf("%s now runs at `%s`; next run %s.", title, info.Spec, info.Next.Format("Mon 2 Jan 15:04:05 MST")), nil
+		},
+	}
+}
+
+func renderSchedules(list []maintenance.ScheduleInfo, now time.Time) string {
+	if len(list) == 0 {
+		return "No maintenance is scheduled."
+	}
+	var b strings.Builder
+	b.WriteString("| job | schedule | next run | last run |\n|---|---|---|---|\n")
+	for _, s := range list {
+		spec := "`" + s.Spec + "`"
+		if s.Changed {
+			spec += " (changed from `" + s.Default + "`)"
+		}
+		next := "-"
+		if !s.Next.IsZero() {
+			next = "in " + human.Age(s.Next.Sub(now))
+		}
+		last := "never"
+		switch {
+		case s.Running:
+			last = "running now"
+		case !s.LastRun.IsZero():
+			last = human.Age(now.Sub(s.LastRun)) + " ago"
+			if s.LastFailed {
+				last += " ⚠️ failed"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", s.Name, spec, next, last)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// userText is an error's message for users, or a pointer to the log.
+func userText(err error) string {
+	var um userMessage
+	if errors.As(err, &um) {
+		return um.UserMessage()
+	}
+	return "an internal error; the details are in the bot's log."
+}
