@@ -177,14 +177,20 @@ func restoreArgs(ctx context.Context, r *Request, repo BackupRepo) (name, id str
 
 func renderDumped(res *maintenance.DumpResult) string {
 	m := res.Manifest
-	var where []string
+	var where, missed []string
 	for _, c := range res.Copies {
 		if c.Err == nil {
 			where = append(where, c.Destination)
+		} else {
+			missed = append(missed, c.Destination)
 		}
 	}
-	return fmt.Sprintf("Dumped %s: %s (%s, %s stored), checked and stored on %s in %s.",
+	text := fmt.Sprintf("Dumped %s: %s (%s, %s stored), checked and stored on %s in %s.",
 		m.Minion, m.ID, human.Bytes(m.Payload.Size), human.Bytes(m.Stored.Size), strings.Join(where, ", "), res.Took.Round(100*time.Millisecond))
+	if len(missed) > 0 {
+		text += fmt.Sprintf(" ⚠️ %s did not get a copy; `backups %s` shows why.", strings.Join(missed, ", "), m.Minion)
+	}
+	return text
 }
 
 func scheduleCommand(sched Schedules) Definition {
