@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/mattermost/mattermost-server/v6/model"
+
+	"github.com/summoner-bot/summoner/internal/mmtest"
+)
+
+// TestMaintenanceFromChat: a dump from chat is stored and listed; a
+// schedule set from chat fires, and when the database is down its failure
+// report reaches the ops channel; the schedule is switched off again.
+func TestMaintenanceFromChat(t *testing.T) {
+	e, d, dir := minionEnv(t)
+	ch := e.NewChannel(t)
+	admin := e.Client(t, e.Admin)
+	cfg := writeConfig(t, "backups:\n  destinations:\n    - name: disk\n      local: {path: "+filepath.Join(dir, "backups")+"}\n"+
+		"maintenance:\n  dump: \"off\"\n  prune: \"off\"\n  digest: \"off\"\n")
+	addr := freePort(t)
+	_, port, _ := strings.Cut(freePort(t), ":")
+	startDaemon(t, append(minionDaemonEnv(t, e, d, dir, "maint.summoner.test"),
+		"SUMMONER_CONFIG="+cfg, "SUMMONER_HTTP_LISTEN="+addr, "SUMMONER_CHAT_OPS_CHANNEL="+ch.Name,
+		"SUMMONER_PERMISSIONS_ADMINS="+e.Admin.Username))
+	waitHealthy(t, addr)
+
+	say := func(text string, done ...string) string {
+		t.Helper()
+		p := mmtest.Post(t, admin, ch.Id, "", "@"+e.BotUsername+" "+text)
+		r := mmtest.WaitReply(t, admin, p, 30*time.Second)
+		return mmtest.WaitEdited(t, admin, r.Id, 2*time.Minute, func(s string) bool {
+			for _, w := range done {
+				if strings.Contains(s, w) {
+					return true
+				}
+			}
+			return false
+		}).Message
+	}
+	if r := say("summon testmin HTTP_PORT="+port, "is up", "wrong", "failed"); !strings.Contains(r, "is up") {
+		t.Fatalf("summon: %q", r)
+	}
+	r := say("dump testmin", "Dumped", "failed", "wrong")
+	if !strings.Contains(r, "Dumped testmin: testmin/") || !strings.Contains(r, "checked and stored on disk") {
+		t.Fatalf("dump: %q", r)
+	}
+	id := strings.Fields(strings.TrimPrefix(r[strings.Index(r, "testmin/"):], ""))[0]
+	if r := say("backups testmin", "testmin/", "No backups"); !strings.Contains(r, id) {
+		t.Fatalf("backups does not list %s:\n%s", id, r)
+	}
+
+	// The database goes down; the next scheduled dump fails, loudly.
+	for _, c := range d.Containers(t, minion) {
+		if c.Labels["summoner.role"] == "db" {
+			if err := d.Client.ContainerStop(context.Background(), c.ID, container.StopOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	set := time.Now()
+	if r := say("schedule set dump */2 * * * * *", "now runs", "rights", "not"); !strings.Contains(r, "The scheduled dump now runs at `*/2 * * * * *`") {
+		t.Fatalf("schedule set: %q", r)
+	}
+	report := waitPost(t, admin, ch.Id, set, func(p *model.Post) bool {
+		return strings.Contains(p.Message, "⚠️") && strings.Contains(p.Message, "testmin") && strings.Contains(p.Message, "not running")
+	})
+	t.Logf("ops report: %s", report.Message)
+	if r := say("schedule off dump", "is off", "rights"); !strings.Contains(r, "The scheduled dump is off.") {
+		t.Fatalf("schedule off: %q", r)
+	}
+	if r := say("schedule", "| job |"); !strings.Contains(r, "| dump | `off` (changed from `off`)") && !strings.Contains(r, "| dump | `off`") {
+		t.Fatalf("schedule list: %q", r)
+	}
+}
+
+// waitPost waits for a post in the channel since since that satisfies ok.
+func waitPost(t *testing.T, c *model.Client4, channelID string, since time.Time, ok func(*model.Post) bool) *model.Post {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		list, _, err := c.GetPostsSince(channelID, since.UnixMilli()-1000, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range list.Posts {
+			if ok(p) {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			var msgs []string
+			for _, p := range list.Posts {
+				msgs = append(msgs, p.Message)
+			}
+			t.Fatalf("no such post within a minute; posts: %q", msgs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
