@@ -113,6 +113,8 @@ func (s *Service) dump(ctx context.Context, db *Database) (*DumpResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Recorded for test restores (verifyrestore.go); nil if they cannot be had.
+	counts := s.countRows(ctx, db)
 	started := time.Now()
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -121,7 +123,7 @@ func (s *Service) dump(ctx context.Context, db *Database) (*DumpResult, error) {
 		pw.CloseWithError(err) // nil: a clean end
 		done <- err
 	}()
-	res, storeErr := s.o.Repo.Store(ctx, storage.Meta{Minion: db.Minion, Kind: storage.KindDump, DBKind: db.Kind, Images: db.Images}, pr)
+	res, storeErr := s.o.Repo.Store(ctx, storage.Meta{Minion: db.Minion, Kind: storage.KindDump, DBKind: db.Kind, Images: db.Images, Counts: counts}, pr)
 	pr.CloseWithError(errStoreStopped) // a dump still writing stops
 	dumpErr := <-done
 	var de *DumpError

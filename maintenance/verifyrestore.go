@@ -1,0 +1,750 @@
+package maintenance
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/summoner-bot/summoner/minions"
+	"github.com/summoner-bot/summoner/storage"
+)
+
+// VerifyDocker is what a test restore needs beyond Docker: a throwaway
+// database container on a network of its own. The real client has it;
+// Options.Docker is asked for it when a test restore runs.
+type VerifyDocker interface {
+	Docker
+	NetworkCreate(ctx context.Context, name string, o network.CreateOptions) (network.CreateResponse, error)
+	NetworkRemove(ctx context.Context, id string) error
+	ContainerCreate(ctx context.Context, c *container.Config, h *container.HostConfig, n *network.NetworkingConfig, p *ocispec.Platform, name string) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, id string, o container.StartOptions) error
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+	ContainerRemove(ctx context.Context, id string, o container.RemoveOptions) error
+}
+
+var _ VerifyDocker = (*client.Client)(nil)
+
+// backupLister finds backups; storage.Repository has it.
+type backupLister interface {
+	List(ctx context.Context, minion string) ([]storage.Backup, []error)
+}
+
+// LabelVerify marks a test restore's container and network with the
+// minion it tests (not summoner.minion: they are not part of the minion).
+const LabelVerify = "summoner.verify-restore"
+
+// Checks of a test restore, as a VerifyError names the one that failed.
+const (
+	CheckFind     = "finding the backup"
+	CheckChecksum = "the backup's checksum"
+	CheckStart    = "starting a throwaway database"
+	CheckRestore  = "restoring into the throwaway database"
+	CheckCount    = "counting the restored rows"
+	CheckCounts   = "comparing row counts with the dump's"
+	CheckUnpack   = "unpacking the cold backup"
+	CheckFiles    = "comparing files and bytes with the backup's"
+	CheckCleanup  = "removing the throwaway database"
+)
+
+const (
+	// readyTimeout bounds a throwaway database's first start (it
+	// initialises an empty data folder first).
+	readyTimeout = 3 * time.Minute
+	probeTimeout = 15 * time.Second
+	// cleanupTimeout bounds removing the throwaway container and network,
+	// which runs even when the command's own deadline has passed.
+	cleanupTimeout = 2 * time.Minute
+)
+
+// CountCheck is one table (collection; or, for a cold backup, "files"
+// and "bytes") compared.
+type CountCheck struct {
+	Name     string
+	Expected int64 // recorded at backup time; -1: not recorded
+	Found    int64 // after the test restore; -1: not there
+}
+
+// OK says whether the check passed; one with nothing recorded passes.
+func (c CountCheck) OK() bool { return c.Expected < 0 || c.Expected == c.Found }
+
+// VerifyResult is a test restore and what it found.
+type VerifyResult struct {
+	Minion, BackupID string
+	Kind             string // storage.KindDump or storage.KindCold
+	DBKind           string // for a dump
+	Created          time.Time
+	Size             int64  // the backup's plain bytes
+	Image            string // the throwaway database's image
+	Checks           []CountCheck
+	// Recorded: the backup recorded its counts when it was taken. If not,
+	// Checks only show what was found (an older backup).
+	Recorded bool
+	Took     time.Duration
+}
+
+// Failed lists the checks whose counts differ.
+func (r *VerifyResult) Failed() []CountCheck {
+	var out []CountCheck
+	for _, c := range r.Checks {
+		if !c.OK() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// VerifyError is a test restore that failed: the backup (or its restore)
+// is not good. Result holds what was found, when it got that far.
+type VerifyError struct {
+	Minion, BackupID string
+	Check            string // one of the Check constants
+	Cause            error
+	Result           *VerifyResult
+}
+
+func (e *VerifyError) Error() string { return e.UserMessage() }
+
+// Unwrap gives the cause.
+func (e *VerifyError) Unwrap() error { return e.Cause }
+
+// UserMessage says which check failed, for chat.
+func (e *VerifyError) UserMessage() string {
+	id := e.BackupID
+	if id == "" {
+		id = "its newest backup"
+	}
+	msg := fmt.Sprintf("❌ The test restore of %s from %s FAILED at %s.\nWhat went wrong: %s", e.Minion, id, e.Check, minions.Explain(e.Cause))
+	if e.Result != nil && len(e.Result.Checks) > 0 {
+		msg += "\n\n" + e.Result.table()
+	}
+	return msg
+}
+
+// Text renders a passed test restore for chat.
+func (r *VerifyResult) Text() string {
+	var b strings.Builder
+	what := fmt.Sprintf("restored into a throwaway %s database", r.DBKind)
+	if r.Kind == storage.KindCold {
+		what = "unpacked into a scratch folder"
+	}
+	fmt.Fprintf(&b, "✅ The test restore of %s from %s (%s, %s) passed: %s in %s.\n",
+		r.Minion, r.BackupID, r.Created.UTC().Format("2006-01-02 15:04 UTC"), humanBytes(r.Size), what, r.Took.Round(time.Second))
+	switch {
+	case r.Kind == storage.KindCold && r.Recorded:
+		b.WriteString("It holds the files and bytes it held when it was taken.\n")
+	case r.Kind == storage.KindCold:
+		b.WriteString("This backup did not record its file count and size, so I checked that every file in it is whole, as the archive itself lists it.\n")
+	case r.Recorded:
+		b.WriteString("Every table has the rows it had when it was dumped.\n")
+	default:
+		b.WriteString("This dump did not record its row counts (it is older), so I can only show what came back.\n")
+	}
+	if len(r.Checks) > 0 {
+		b.WriteString("\n" + r.table())
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (r *VerifyResult) table() string {
+	name := "Table"
+	switch {
+	case r.Kind == storage.KindCold:
+		name = "What"
+	case r.DBKind == "mongodb":
+		name = "Collection"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| %s | At backup time | Restored | |\n|---|---:|---:|---|\n", name)
+	for _, c := range r.Checks {
+		exp, found, verdict := "not recorded", "missing", "✅"
+		if c.Expected >= 0 {
+			exp = fmt.Sprint(c.Expected)
+		}
+		if c.Found >= 0 {
+			found = fmt.Sprint(c.Found)
+		}
+		if !c.OK() {
+			verdict = "❌"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", c.Name, exp, found, verdict)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// VerifyRestore proves that a backup can be restored ("" = the minion's
+// newest backup), without touching the minion:
+//
+//   - a dump is restored into a throwaway container of the database's
+//     image, on a private network, and its rows are counted and compared
+//     with those recorded when it was dumped;
+//   - a cold backup is unpacked into a scratch folder, and its files and
+//     bytes are compared with those recorded when it was taken.
+//
+// The throwaway container, its network and the scratch folder are always
+// removed. A backup that fails a check is a *VerifyError naming it.
+func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, progress Progress) (*VerifyResult, error) {
+	started := time.Now()
+	fail := func(check string, cause error, res *VerifyResult) error {
+		id := backupID
+		if res != nil {
+			id = res.BackupID
+		}
+		s.log.Error("a test restore failed", "minion", minion, "backup", id, "check", check, "err", cause)
+		return &VerifyError{Minion: minion, BackupID: id, Check: check, Cause: cause, Result: res}
+	}
+	m, err := s.findBackup(ctx, minion, backupID, progress)
+	if err != nil {
+		return nil, fail(CheckFind, err, nil)
+	}
+	res := &VerifyResult{Minion: m.Minion, BackupID: m.ID, Kind: m.Kind, DBKind: m.DBKind, Created: m.Created, Size: m.Payload.Size}
+	var check string
+	switch m.Kind {
+	case storage.KindDump:
+		check, err = s.verifyDump(ctx, m, res, progress)
+	case storage.KindCold:
+		check, err = s.verifyCold(ctx, m, res, progress)
+	default:
+		check, err = CheckFind, fmt.Errorf("%s is a %q backup, which I cannot test", m.ID, m.Kind)
+	}
+	res.Took = time.Since(started)
+	if err != nil {
+		return nil, fail(check, err, res)
+	}
+	s.log.Info("a test restore passed", "minion", res.Minion, "backup", res.BackupID, "checks", len(res.Checks), "took", res.Took)
+	return res, nil
+}
+
+// findBackup reads the manifest of a backup, or of the minion's newest.
+func (s *Service) findBackup(ctx context.Context, minion, id string, progress Progress) (*storage.Manifest, error) {
+	lister, canList := s.o.Repo.(backupLister)
+	switch {
+	case id == "" && !canList:
+		return nil, errors.New("the backup repository cannot list backups; name the backup to test")
+	case id == "":
+		say(progress, "Looking for the newest backup of %s…", minion)
+	default:
+		say(progress, "Looking for backup %s…", id)
+	}
+	if canList {
+		list, errs := lister.List(ctx, minion)
+		for _, b := range list {
+			if b.Manifest.Minion == minion && (id == "" || b.Manifest.ID == id) {
+				return b.Manifest, nil
+			}
+		}
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("listing the backups of %s: %w", minion, errors.Join(errs...))
+		}
+		if id == "" {
+			return nil, &userError{msg: fmt.Sprintf("%s has no backups yet", minion)}
+		}
+		return nil, &userError{msg: fmt.Sprintf("there is no backup %s of %s; `backups %s` lists them", id, minion, minion), err: storage.ErrNotExist}
+	}
+	// Without a list, opening the backup gives its manifest.
+	rc, m, err := s.o.Repo.Open(ctx, id)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, &userError{msg: fmt.Sprintf("there is no backup %s; `backups %s` lists them", id, minion), err: err}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading backup %s: %w", id, err)
+	}
+	rc.Close()
+	if m.Minion != minion {
+		return nil, &userError{msg: fmt.Sprintf("%s is a backup of %s, not of %s", id, m.Minion, minion)}
+	}
+	return m, nil
+}
+
+// checkedOpen opens a backup and remembers the error its reader ended
+// with: the repository's checksum check fails the read, and a restore
+// tool only sees its input stop.
+func (s *Service) checkedOpen(ctx context.Context, id string) (*errReader, error) {
+	rc, _, err := s.o.Repo.Open(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("opening backup %s: %w", id, err)
+	}
+	return &errReader{rc: rc}, nil
+}
+
+type errReader struct {
+	rc  io.ReadCloser
+	err error
+}
+
+func (r *errReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// finish reads what the tool left unread, so the checksum, checked at
+// the end, is checked even when the tool stopped early; it returns the
+// read error, if any.
+func (r *errReader) finish() error {
+	if r.err == nil {
+		_, _ = io.Copy(io.Discard, r)
+	}
+	r.rc.Close()
+	return r.err
+}
+
+// verifyDump restores a dump into a throwaway database and compares the
+// counts. It returns the check that failed.
+func (s *Service) verifyDump(ctx context.Context, m *storage.Manifest, res *VerifyResult, progress Progress) (check string, err error) {
+	vd, ok := s.o.Docker.(VerifyDocker)
+	if !ok {
+		return CheckStart, errors.New("the Docker client given to maintenance cannot create containers")
+	}
+	d, err := s.dumper(m.DBKind)
+	if err != nil {
+		return CheckStart, err
+	}
+	count, err := counterFor(m.DBKind)
+	if err != nil {
+		return CheckStart, err
+	}
+	live, err := s.o.Engine.Database(ctx, m.Minion)
+	if err != nil {
+		return CheckStart, fmt.Errorf("finding the database of %s, whose image the test restore uses: %w", m.Minion, err)
+	}
+	if live.Kind != m.DBKind {
+		return CheckFind, &userError{msg: fmt.Sprintf("%s is a %s dump and %s now runs %s", m.ID, m.DBKind, m.Minion, live.Kind)}
+	}
+
+	tb := &throwaway{d: vd, log: s.log}
+	// Removed however the test ends, even past the command's deadline; a
+	// leftover fails a test that passed otherwise.
+	defer func() {
+		say(progress, "Removing the throwaway database…")
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if rerr := tb.remove(cctx); rerr != nil && err == nil {
+			check, err = CheckCleanup, rerr
+		}
+	}()
+	say(progress, "Starting a throwaway %s database on a private network…", m.DBKind)
+	db, err := tb.start(ctx, live)
+	if err != nil {
+		return CheckStart, err
+	}
+	res.Image = tb.image
+	say(progress, "Waiting for the throwaway database to accept connections…")
+	if err := tb.waitReady(ctx, db); err != nil {
+		return CheckStart, err
+	}
+
+	say(progress, "Restoring %s into it…", m.ID)
+	r, err := s.checkedOpen(ctx, m.ID)
+	if err != nil {
+		return CheckChecksum, err
+	}
+	restoreErr := d.Restore(ctx, db, r)
+	if readErr := r.finish(); readErr != nil {
+		// The tool's failure follows from its input breaking off.
+		return CheckChecksum, fmt.Errorf("reading backup %s: %w", m.ID, readErr)
+	}
+	if restoreErr != nil {
+		return CheckRestore, restoreErr
+	}
+
+	say(progress, "Counting the restored rows…")
+	found, err := count(ctx, vd, db)
+	if err != nil {
+		return CheckCount, err
+	}
+	res.Recorded = m.Counts != nil
+	res.Checks = compareCounts(m.Counts, found)
+	if bad := res.Failed(); len(bad) > 0 {
+		return CheckCounts, &userError{msg: countsDiffer(bad, "table")}
+	}
+	return "", nil
+}
+
+// compareCounts lines up what was recorded with what was found, by name.
+func compareCounts(recorded, found map[string]int64) []CountCheck {
+	var names []string
+	for n := range found {
+		names = append(names, n)
+	}
+	for n := range recorded {
+		if _, ok := found[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	out := make([]CountCheck, 0, len(names))
+	for _, n := range names {
+		c := CountCheck{Name: n, Expected: -1, Found: -1}
+		if v, ok := found[n]; ok {
+			c.Found = v
+		}
+		if v, ok := recorded[n]; ok {
+			c.Expected = v
+		} else if recorded != nil {
+			c.Expected = 0 // recorded, and not there at backup time
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func countsDiffer(bad []CountCheck, what string) string {
+	var parts []string
+	for _, c := range bad {
+		found := "it is missing"
+		if c.Found >= 0 {
+			found = fmt.Sprintf("%d came back", c.Found)
+		}
+		parts = append(parts, fmt.Sprintf("%s had %d when the backup was taken, %s", c.Name, c.Expected, found))
+	}
+	return fmt.Sprintf("%d %s(s) differ: %s", len(bad), what, strings.Join(parts, "; "))
+}
+
+// throwaway is a database container of its own, on an internal network
+// of its own, with a password made for it.
+type throwaway struct {
+	d     VerifyDocker
+	log   *slog.Logger
+	image string
+	netID string
+	ctrID string
+	name  string
+	ip    string
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("making a random name: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// start creates the throwaway database from the live one's image, entry
+// point and command (the minion's own server flags), never its
+// environment, which holds its secrets.
+func (t *throwaway) start(ctx context.Context, live *Database) (*Database, error) {
+	in, err := t.d.ContainerInspect(ctx, live.ContainerID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the image of %s: %w", live.Container, err)
+	}
+	// Created from the image ID: exactly the running one, and present
+	// here; its name is for the report.
+	if in.ContainerJSONBase == nil || in.Image == "" {
+		return nil, fmt.Errorf("reading the image of %s: Docker did not say it", live.Container)
+	}
+	t.image = in.Image
+	if in.Config != nil && in.Config.Image != "" {
+		t.image = in.Config.Image
+	}
+	suffix, err := randomHex(4)
+	if err != nil {
+		return nil, err
+	}
+	password, err := randomHex(18)
+	if err != nil {
+		return nil, err
+	}
+	t.name = fmt.Sprintf("summoner-verify-%s-%s", live.Minion, suffix)
+	labels := map[string]string{LabelVerify: live.Minion}
+	net, err := t.d.NetworkCreate(ctx, t.name, network.CreateOptions{Driver: "bridge", Internal: true, Labels: labels})
+	if err != nil {
+		return nil, fmt.Errorf("creating the private network %s: %w", t.name, err)
+	}
+	t.netID = net.ID
+	cfg := &container.Config{Image: in.Image, Env: throwawayEnv(live, password), Labels: labels}
+	if in.Config != nil {
+		cfg.Entrypoint, cfg.Cmd, cfg.User = in.Config.Entrypoint, in.Config.Cmd, in.Config.User
+	}
+	host := &container.HostConfig{NetworkMode: container.NetworkMode(t.name)}
+	created, err := t.d.ContainerCreate(ctx, cfg, host, nil, nil, t.name)
+	if err != nil {
+		return nil, fmt.Errorf("creating the throwaway database %s: %w", t.name, redactErr(err, []string{password}))
+	}
+	t.ctrID = created.ID
+	if err := t.d.ContainerStart(ctx, t.ctrID, container.StartOptions{}); err != nil {
+		return nil, fmt.Errorf("starting the throwaway database %s: %w", t.name, err)
+	}
+	after, err := t.d.ContainerInspect(ctx, t.ctrID)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting the throwaway database %s: %w", t.name, err)
+	}
+	if after.NetworkSettings != nil {
+		if ep := after.NetworkSettings.Networks[t.name]; ep != nil {
+			t.ip = ep.IPAddress
+		}
+	}
+	return &Database{
+		Minion: live.Minion, Kind: live.Kind, Service: live.Service,
+		ContainerID: t.ctrID, Container: t.name, Image: t.image,
+		Name: live.Name, User: live.User, Password: password, Secrets: []string{password},
+	}, nil
+}
+
+// throwawayEnv is what the official images read to create the database,
+// the user and the password on their first start.
+func throwawayEnv(live *Database, password string) []string {
+	switch live.Kind {
+	case "postgres":
+		user := live.User
+		if user == "" {
+			user = "postgres"
+		}
+		return []string{"POSTGRES_USER=" + user, "POSTGRES_PASSWORD=" + password, "POSTGRES_DB=" + live.Name}
+	case "mysql", "mariadb":
+		env := []string{"MARIADB_ROOT_PASSWORD=" + password, "MYSQL_ROOT_PASSWORD=" + password,
+			"MARIADB_DATABASE=" + live.Name, "MYSQL_DATABASE=" + live.Name}
+		if live.User != "" && live.User != "root" {
+			env = append(env, "MARIADB_USER="+live.User, "MARIADB_PASSWORD="+password, "MYSQL_USER="+live.User, "MYSQL_PASSWORD="+password)
+		}
+		return env
+	case "mongodb":
+		if live.User == "" {
+			return nil // the live one runs without authentication too
+		}
+		return []string{"MONGO_INITDB_ROOT_USERNAME=" + live.User, "MONGO_INITDB_ROOT_PASSWORD=" + password}
+	}
+	return nil
+}
+
+// probe is a command that succeeds once the database takes connections
+// on its network address: the official images first run a server for
+// initialisation that listens only locally, then the real one.
+func (t *throwaway) probe(ctx context.Context, db *Database) error {
+	host := t.ip
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	var s execSpec
+	switch db.Kind {
+	case "postgres":
+		s = execSpec{Cmd: []string{"pg_isready", "-q", "-h", host, "-U", db.User, "-d", db.Name}, Env: pgEnv(db)}
+	case "mysql", "mariadb":
+		s = execSpec{Cmd: either("mariadb", "mysql", "-h", host, "--user="+db.User, db.Name, "-e", "SELECT 1"), Env: mysqlEnv(db)}
+	case "mongodb":
+		_, err := countMongoAt(ctx, t.d, db, "--host="+host)
+		return err
+	default:
+		return fmt.Errorf("no readiness check for database kind %q", db.Kind)
+	}
+	_, err := runTool(ctx, t.d, db, "start", s.Cmd[0], s)
+	return err
+}
+
+// waitReady polls the probe, with backoff, until it succeeds, the
+// container stops, or readyTimeout passes.
+func (t *throwaway) waitReady(ctx context.Context, db *Database) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	wait := 200 * time.Millisecond
+	var last error
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
+		last = t.probe(pctx, db)
+		pcancel()
+		if last == nil {
+			return nil
+		}
+		in, err := t.d.ContainerInspect(ctx, t.ctrID)
+		if err == nil && in.ContainerJSONBase != nil && in.State != nil && !in.State.Running {
+			return fmt.Errorf("the throwaway database stopped while starting (exit code %d); the image may need settings the test restore does not give it", in.State.ExitCode)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the throwaway database was not ready after %s: %w", readyTimeout, errors.Join(ctx.Err(), last))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// remove deletes the container (with its anonymous volumes) and the
+// network; a second call does nothing.
+func (t *throwaway) remove(ctx context.Context) error {
+	var errs []error
+	if t.ctrID != "" {
+		if err := t.d.ContainerRemove(ctx, t.ctrID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("removing the throwaway container %s: %w", t.name, err))
+		} else {
+			t.ctrID = ""
+		}
+	}
+	if t.netID != "" {
+		if err := t.d.NetworkRemove(ctx, t.netID); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("removing the private network %s: %w", t.name, err))
+		} else {
+			t.netID = ""
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		t.log.Error("cleaning up after a test restore; remove it by hand (docker rm -f, docker network rm)", "name", t.name, "err", err)
+	}
+	return err
+}
+
+func isNotFound(err error) bool {
+	var nf interface{ NotFound() }
+	return errors.As(err, &nf) || strings.Contains(strings.ToLower(err.Error()), "no such")
+}
+
+// verifyCold unpacks a cold backup (a tar, perhaps gzipped) into a scratch
+// folder, removed afterwards, and compares its files and bytes.
+func (s *Service) verifyCold(ctx context.Context, m *storage.Manifest, res *VerifyResult, progress Progress) (string, error) {
+	say(progress, "Unpacking %s into a scratch folder…", m.ID)
+	r, err := s.checkedOpen(ctx, m.ID)
+	if err != nil {
+		return CheckChecksum, err
+	}
+	scratch, err := os.MkdirTemp("", "summoner-verify-")
+	if err != nil {
+		r.finish()
+		return CheckUnpack, fmt.Errorf("making a scratch folder: %w", err)
+	}
+	defer func() {
+		if err := os.RemoveAll(scratch); err != nil {
+			s.log.Error("removing a test restore's scratch folder", "dir", scratch, "err", err)
+		}
+	}()
+	files, size, unpackErr := unpack(ctx, r, scratch)
+	if readErr := r.finish(); readErr != nil {
+		return CheckChecksum, fmt.Errorf("reading backup %s: %w", m.ID, readErr)
+	}
+	if unpackErr != nil {
+		return CheckUnpack, unpackErr
+	}
+	rec := func(key string) int64 {
+		if v, ok := m.Counts[key]; ok {
+			return v
+		}
+		return -1
+	}
+	res.Checks = []CountCheck{{Name: CountFiles, Expected: rec(CountFiles), Found: files}, {Name: CountBytes, Expected: rec(CountBytes), Found: size}}
+	res.Recorded = rec(CountFiles) >= 0 || rec(CountBytes) >= 0
+	if bad := res.Failed(); len(bad) > 0 {
+		return CheckFiles, &userError{msg: countsDiffer(bad, "total")}
+	}
+	return "", nil
+}
+
+// unpack writes a tar's directories and regular files under dir, which
+// no entry may leave (os.Root refuses), and counts the files and their
+// bytes. Links and devices are counted as entries but not made: only the
+// data is being proven. A file shorter than its header says is an error.
+func unpack(ctx context.Context, r io.Reader, dir string) (files, size int64, err error) {
+	br := bufio.NewReader(r)
+	var src io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return 0, 0, fmt.Errorf("reading the archive's compression: %w", err)
+		}
+		defer gz.Close()
+		src = gz
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("opening the scratch folder: %w", err)
+	}
+	defer root.Close()
+	// Go's tar reader takes an archive cut at a file's end for a whole
+	// one; tar's own end marker, two zero blocks, tells them apart.
+	seen := &endReader{r: src, tail: tailBuffer{max: 1024}}
+	tr := tar.NewReader(seen)
+	for {
+		if err := ctx.Err(); err != nil {
+			return files, size, err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			if !seen.ended() {
+				return files, size, fmt.Errorf("the archive was cut short after %d files: it does not end with tar's end-of-archive marker", files)
+			}
+			return files, size, nil
+		}
+		if err != nil {
+			return files, size, fmt.Errorf("reading the archive after %d files: %w", files, err)
+		}
+		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		if name == "" {
+			continue // the archive's top folder
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, 0o700); err != nil {
+				return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
+			}
+		case tar.TypeReg:
+			if d := path.Dir(name); d != "." {
+				if err := root.MkdirAll(d, 0o700); err != nil {
+					return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
+				}
+			}
+			f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+			if err != nil {
+				return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
+			}
+			n, err := io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return files, size, fmt.Errorf("unpacking %s (%d of its %d bytes): %w", h.Name, n, h.Size, err)
+			}
+			files++
+			size += n
+		}
+	}
+}
+
+// endReader keeps the last bytes the tar reader took, to find the end marker.
+type endReader struct {
+	r    io.Reader
+	n    int64
+	tail tailBuffer
+}
+
+func (e *endReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	e.tail.Write(p[:n])
+	return n, err
+}
+
+// ended: what was read is whole blocks, the last two of them zero.
+func (e *endReader) ended() bool {
+	return e.n%512 == 0 && len(e.tail.b) == 1024 && bytes.Count(e.tail.b, []byte{0}) == 1024
+}
