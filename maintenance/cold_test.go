@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,11 +85,11 @@ func (d *coldDocker) ContainerAttach(_ context.Context, id string, o container.A
 	if r.stderr != "" {
 		stdcopy.NewStdWriter(&stream, stdcopy.Stderr).Write([]byte(r.stderr))
 	}
-	c := &coldConn{mu: &d.mu, input: d.inputs[i], done: make(chan struct{})}
+	c := &fakeConn{mu: &d.mu, input: d.inputs[i], done: make(chan struct{})}
 	var out io.Reader = &stream
 	if o.Stdin {
 		// It reads its input to the end before it answers, as tar -x does.
-		out = io.MultiReader(coldWait{c.done}, &stream)
+		out = io.MultiReader(waitReader{c.done}, &stream)
 	}
 	return dtypes.HijackedResponse{Conn: c, Reader: bufio.NewReader(out)}, nil
 }
@@ -118,37 +117,6 @@ func (d *coldDocker) input(i int) []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return bytes.Clone(d.inputs[i].Bytes())
-}
-
-type coldConn struct {
-	net.Conn
-	mu     *sync.Mutex
-	input  *bytes.Buffer
-	done   chan struct{}
-	once   sync.Once
-	closed bool
-}
-
-func (c *coldConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return 0, net.ErrClosed
-	}
-	return c.input.Write(p)
-}
-
-func (c *coldConn) CloseWrite() error {
-	c.once.Do(func() { close(c.done) })
-	return nil
-}
-
-func (c *coldConn) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.once.Do(func() { close(c.done) })
-	return nil
 }
 
 // coldEngine is a minion with two containers and two data folders.
@@ -453,12 +421,4 @@ func TestColdRestore(t *testing.T) {
 			t.Errorf("got %v, starts %v", err, f.e.starts)
 		}
 	})
-}
-
-// coldWait ends once the input has ended.
-type coldWait struct{ done chan struct{} }
-
-func (w coldWait) Read([]byte) (int, error) {
-	<-w.done
-	return 0, io.EOF
 }
