@@ -18,6 +18,8 @@ import (
 type Maintenance interface {
 	Dump(ctx context.Context, minion string, progress minions.Progress) (*maintenance.DumpResult, error)
 	Restore(ctx context.Context, minion, backupID string, progress minions.Progress) (*maintenance.RestoreResult, error)
+	ColdBackup(ctx context.Context, minion string, progress minions.Progress) (*maintenance.ColdResult, error)
+	RestoreCold(ctx context.Context, minion, backupID string, progress minions.Progress) (*maintenance.RestoreResult, error)
 }
 
 // Schedules is what `schedule` needs from maintenance.Scheduler.
@@ -80,6 +82,32 @@ func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched S
 			},
 		},
 		{
+			Name: "backup", Args: "<minion>", Summary: "take a cold backup: stop the minion, copy its data folders, start it again",
+			Help:  "The minion is stopped (app first), its data folders are archived by a short-lived helper container, keeping owners and modes, and it starts again even if the archive failed. `dump` copies a database without stopping anything.",
+			Level: Operator, Mutating: true, Timeout: 2 * time.Hour,
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				if err := need(); err != nil {
+					return "", err
+				}
+				name, err := one(r, "backup <minion>")
+				if err != nil {
+					return "", err
+				}
+				res, err := m.ColdBackup(ctx, name, func(step string) { r.Progress(ctx, step) })
+				if err != nil {
+					return "", err
+				}
+				mf := res.Manifest
+				where, missed := locations(res.Copies)
+				text := fmt.Sprintf("Cold backup of %s stored: %s (%s, %s stored) on %s; %s was stopped for %s.",
+					name, mf.ID, human.Bytes(mf.Payload.Size), human.Bytes(mf.Stored.Size), strings.Join(where, ", "), name, res.Downtime.Round(time.Second))
+				if len(missed) > 0 {
+					text += fmt.Sprintf(" ⚠️ %s did not get a copy; `backups %s` shows why.", strings.Join(missed, ", "), name)
+				}
+				return text, nil
+			},
+		},
+		{
 			Name: "restore", Args: "<minion> [backup id]", Summary: "put a minion's data back from a backup (the newest by default)",
 			Help:  "Checks the backup first, stores a safety dump of the current data, then restores and checks the app's health. If anything fails, the safety dump is put back. The reply names the safety dump, so `restore <minion> <its id>` undoes a restore.",
 			Level: Admin, Mutating: true, Timeout: 2 * time.Hour,
@@ -91,6 +119,9 @@ func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched S
 				if err != nil {
 					return "", err
 				}
+				if isCold(id) {
+					return fmt.Sprintf("⚠️ This stops %s and replaces every file of its data folders with the cold backup %s. I store a safety copy of the current files first, so it can be undone.", name, id), nil
+				}
 				return fmt.Sprintf("⚠️ This replaces the current data of %s with the backup %s. I store a safety dump of the current data first, so it can be undone.", name, id), nil
 			},
 			Run: func(ctx context.Context, r *Request) (string, error) {
@@ -101,7 +132,11 @@ func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched S
 				if err != nil {
 					return "", err
 				}
-				res, err := m.Restore(ctx, name, id, func(step string) { r.Progress(ctx, step) })
+				restore := m.Restore
+				if isCold(id) {
+					restore = m.RestoreCold
+				}
+				res, err := restore(ctx, name, id, func(step string) { r.Progress(ctx, step) })
 				if err != nil {
 					return "", err
 				}
@@ -162,29 +197,32 @@ func restoreArgs(ctx context.Context, r *Request, repo BackupRepo) (name, id str
 		return name, id, nil
 	}
 	list, _ := repo.List(ctx, name)
-	var dumps []storage.Backup
-	for _, b := range list {
-		if b.Manifest.Kind == storage.KindDump {
-			dumps = append(dumps, b)
-		}
+	if len(list) == 0 {
+		return "", "", Errorf("%s has no backup to restore. `dump %s` or `backup %s` takes one.", name, name, name)
 	}
-	if len(dumps) == 0 {
-		return "", "", Errorf("%s has no dump to restore. `dump %s` takes one.", name, name)
-	}
-	newest := slices.MaxFunc(dumps, func(a, b storage.Backup) int { return a.Manifest.Created.Compare(b.Manifest.Created) })
+	newest := slices.MaxFunc(list, func(a, b storage.Backup) int { return a.Manifest.Created.Compare(b.Manifest.Created) })
 	return name, newest.Manifest.ID, nil
 }
 
-func renderDumped(res *maintenance.DumpResult) string {
-	m := res.Manifest
-	var where, missed []string
-	for _, c := range res.Copies {
+// isCold tells a cold backup's id (<minion>/<time>-cold) from a dump's.
+func isCold(id string) bool { return strings.HasSuffix(id, "-"+storage.KindCold) }
+
+// locations splits a backup's copies into the destinations that hold one
+// and those that missed it, by their config names.
+func locations(cs []storage.Copy) (stored, missed []string) {
+	for _, c := range cs {
 		if c.Err == nil {
-			where = append(where, c.Destination)
+			stored = append(stored, c.Destination)
 		} else {
 			missed = append(missed, c.Destination)
 		}
 	}
+	return stored, missed
+}
+
+func renderDumped(res *maintenance.DumpResult) string {
+	m := res.Manifest
+	where, missed := locations(res.Copies)
 	text := fmt.Sprintf("Dumped %s: %s (%s, %s stored), checked and stored on %s in %s.",
 		m.Minion, m.ID, human.Bytes(m.Payload.Size), human.Bytes(m.Stored.Size), strings.Join(where, ", "), res.Took.Round(100*time.Millisecond))
 	if len(missed) > 0 {
@@ -196,7 +234,7 @@ func renderDumped(res *maintenance.DumpResult) string {
 func scheduleCommand(sched Schedules) Definition {
 	return Definition{
 		Name: "schedule", Args: "[set <job> <cron> | off <job> | reset <job>]", Summary: "list the maintenance schedules, or change one (admin)",
-		Help: "Jobs: dump, cold_backup, verify_restore, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
+		Help: "Jobs: dump, cold_backup, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
 		Run: func(_ context.Context, r *Request) (string, error) {
 			if len(r.Args) == 0 {
 				return renderSchedules(sched.List(), time.Now()), nil

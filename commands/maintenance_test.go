@@ -34,6 +34,19 @@ func (f *fakeMaintenance) Dump(_ context.Context, minion string, progress minion
 	}, Took: 1200 * time.Millisecond}, nil
 }
 
+func (f *fakeMaintenance) ColdBackup(_ context.Context, minion string, _ minions.Progress) (*maintenance.ColdResult, error) {
+	f.calls = append(f.calls, "backup "+minion)
+	return &maintenance.ColdResult{StoreResult: &storage.StoreResult{
+		Manifest: &storage.Manifest{ID: minion + "/20261130T040000Z-cold", Minion: minion, Payload: storage.Sum{Size: 40 << 20}, Stored: storage.Sum{Size: 10 << 20}},
+		Copies:   []storage.Copy{{Location: storage.Location{Destination: "disk"}}},
+	}, Took: 9 * time.Second, Downtime: 7 * time.Second}, nil
+}
+
+func (f *fakeMaintenance) RestoreCold(_ context.Context, minion, id string, _ minions.Progress) (*maintenance.RestoreResult, error) {
+	f.calls = append(f.calls, "restore-cold "+minion+" "+id)
+	return &maintenance.RestoreResult{Minion: minion, BackupID: id, SafetyID: minion + "/20261130T100000Z-cold", Took: 9 * time.Second}, nil
+}
+
 func (f *fakeMaintenance) Restore(_ context.Context, minion, id string, _ minions.Progress) (*maintenance.RestoreResult, error) {
 	f.calls = append(f.calls, "restore "+minion+" "+id)
 	return &maintenance.RestoreResult{Minion: minion, BackupID: id, SafetyID: minion + "/20261130T100000Z-dump", Took: 4 * time.Second}, nil
@@ -48,9 +61,9 @@ func (backupsOf) List(_ context.Context, minion string) ([]storage.Backup, []err
 		return nil, nil
 	}
 	return []storage.Backup{
-		{Manifest: &storage.Manifest{ID: "wekan/older", Kind: storage.KindDump, Created: at(1)}},
-		{Manifest: &storage.Manifest{ID: "wekan/newest", Kind: storage.KindDump, Created: at(3)}},
-		{Manifest: &storage.Manifest{ID: "wekan/cold", Kind: storage.KindCold, Created: at(5)}},
+		{Manifest: &storage.Manifest{ID: "wekan/20261129T010000Z-dump", Kind: storage.KindDump, Created: at(1)}},
+		{Manifest: &storage.Manifest{ID: "wekan/20261129T030000Z-dump", Kind: storage.KindDump, Created: at(3)}},
+		{Manifest: &storage.Manifest{ID: "wekan/20261129T050000Z-cold", Kind: storage.KindCold, Created: at(5)}},
 	}, nil
 }
 
@@ -81,10 +94,11 @@ func TestMaintenanceCommands(t *testing.T) {
 		{"dump ghost", Operator, "dump ghost", "the dump of ghost failed: pg_dump exited with code 1"},
 		{"dump", Operator, "", "Usage: `dump <minion>|all`"},
 		{"restore wekan", Operator, "", "`restore` needs admin rights"},
-		{"restore wekan", Admin, "", "⚠️ This replaces the current data of wekan with the backup wekan/newest."},
-		{"restore wekan wekan/older", Admin, "", "with the backup wekan/older"},
+		{"restore wekan", Admin, "", "⚠️ This stops wekan and replaces every file of its data folders with the cold backup wekan/20261129T050000Z-cold."},
+		{"backup wekan", Operator, "backup wekan", "Cold backup of wekan stored: wekan/20261130T040000Z-cold (40 MiB, 10 MiB stored) on disk; wekan was stopped for 7s."},
+		{"restore wekan wekan/20261129T010000Z-dump", Admin, "", "⚠️ This replaces the current data of wekan with the backup wekan/20261129T010000Z-dump."},
 		{"restore wekan ghost/x", Admin, "", "The backup ghost/x is not one of wekan's"},
-		{"restore ghost", Admin, "", "ghost has no dump to restore. `dump ghost` takes one."},
+		{"restore ghost", Admin, "", "ghost has no backup to restore. `dump ghost` or `backup ghost` takes one."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text+" as "+tt.level.String(), func(t *testing.T) {
@@ -116,12 +130,12 @@ func TestRestoreAfterConfirmationNamesTheSafetyDump(t *testing.T) {
 	reg, _ := NewRegistry(MaintenanceCommands(fm, statusEngine{}, backupsOf{}, nil)...)
 	rt, _ := NewRouter(Options{Registry: reg, Poster: rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		LevelOf: func(chat.User) Level { return Admin }})
-	m := chat.Message{ID: "m", Text: "restore wekan", User: chat.User{ID: "u", Username: "alice"}, Channel: chat.Channel{ID: "c", Name: "ops"}}
+	m := chat.Message{ID: "m", Text: "restore wekan wekan/20261129T030000Z-dump", User: chat.User{ID: "u", Username: "alice"}, Channel: chat.Channel{ID: "c", Name: "ops"}}
 	if out := rt.ExecuteConfirmed(context.Background(), m); out != OK {
 		t.Fatalf("outcome %s: %q", out, rec.Last())
 	}
-	want := "wekan runs on the data of wekan/newest again (took 4s). The data it had just before are kept as wekan/20261130T100000Z-dump: `restore wekan wekan/20261130T100000Z-dump` undoes this."
-	if rec.Last() != want || strings.Join(fm.calls, ";") != "restore wekan wekan/newest" {
+	want := "wekan runs on the data of wekan/20261129T030000Z-dump again (took 4s). The data it had just before are kept as wekan/20261130T100000Z-dump: `restore wekan wekan/20261130T100000Z-dump` undoes this."
+	if rec.Last() != want || strings.Join(fm.calls, ";") != "restore wekan wekan/20261129T030000Z-dump" {
 		t.Fatalf("reply %q after %v", rec.Last(), fm.calls)
 	}
 }
@@ -134,4 +148,19 @@ func TestRenderSchedules(t *testing.T) {
 		{Name: "digest", Spec: "off", Default: "0 8 * * 1"},
 	}, now)
 	golden(t, "schedule_list", got)
+}
+
+func TestRestoreOfAColdBackupUsesTheColdRestore(t *testing.T) {
+	fm := &fakeMaintenance{}
+	rec := &chattest.Recorder{}
+	reg, _ := NewRegistry(MaintenanceCommands(fm, statusEngine{}, backupsOf{}, nil)...)
+	rt, _ := NewRouter(Options{Registry: reg, Poster: rec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		LevelOf: func(chat.User) Level { return Admin }})
+	m := chat.Message{ID: "m", Text: "restore wekan", User: chat.User{ID: "u", Username: "alice"}, Channel: chat.Channel{ID: "c", Name: "ops"}}
+	if out := rt.ExecuteConfirmed(context.Background(), m); out != OK {
+		t.Fatalf("outcome %s: %q", out, rec.Last())
+	}
+	if got := strings.Join(fm.calls, ";"); got != "restore-cold wekan wekan/20261129T050000Z-cold" {
+		t.Fatalf("calls %q: the newest backup is the cold one", got)
+	}
 }

@@ -62,9 +62,10 @@ func newScheduler(cfg config.Config, svc services, pub maintenance.ReportPublish
 		return nil, &configError{msg: "maintenance.state_file: " + err.Error()}
 	}
 	jobs := map[string]func(ctx context.Context) maintenance.Report{
-		"dump":   func(ctx context.Context) maintenance.Report { return dumpAll(ctx, svc) },
-		"prune":  func(ctx context.Context) maintenance.Report { return pruneAll(ctx, svc) },
-		"digest": func(ctx context.Context) maintenance.Report { return digest(ctx, svc) },
+		"dump":        func(ctx context.Context) maintenance.Report { return dumpAll(ctx, svc) },
+		"cold_backup": func(ctx context.Context) maintenance.Report { return coldBackupAll(ctx, svc) },
+		"prune":       func(ctx context.Context) maintenance.Report { return pruneAll(ctx, svc) },
+		"digest":      func(ctx context.Context) maintenance.Report { return digest(ctx, svc) },
 	}
 	for _, sc := range cfg.Maintenance.Schedules() {
 		run, ok := jobs[sc.Job]
@@ -103,6 +104,34 @@ func dumpAll(ctx context.Context, svc services) maintenance.Report {
 	return rep
 }
 
+// coldBackupAll takes a cold backup of every summoned minion, one after the
+// other: each is stopped only while its own folders are copied.
+func coldBackupAll(ctx context.Context, svc services) maintenance.Report {
+	var rep maintenance.Report
+	if svc.maint == nil {
+		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
+		return rep
+	}
+	st, err := svc.engine.Status(ctx, "")
+	if err != nil {
+		rep.Err = err
+		return rep
+	}
+	for _, m := range st {
+		started := time.Now()
+		res, err := svc.maint.ColdBackup(ctx, m.Name, nil)
+		r := maintenance.MinionResult{Minion: m.Name, Action: maintenance.ActionColdBackup, Duration: time.Since(started), Err: err}
+		if err == nil {
+			r.BackupID, r.Size, r.Verified = res.Manifest.ID, res.Manifest.Stored.Size, true
+			r.StoredOn, r.MissedOn = copiesOf(res.Copies)
+			r.Detail = fmt.Sprintf("stopped for %s", res.Downtime.Round(time.Second))
+		}
+		rep.Results = append(rep.Results, r)
+	}
+	return rep
+}
+
+// minionsWithDatabase lists the summoned minions that have a database.
 func minionsWithDatabase(ctx context.Context, e *minions.Engine) ([]string, error) {
 	st, err := e.Status(ctx, "")
 	if err != nil {
