@@ -21,7 +21,7 @@ func TestMaintenanceFromChat(t *testing.T) {
 	ch := e.NewChannel(t)
 	admin := e.Client(t, e.Admin)
 	cfg := writeConfig(t, "backups:\n  destinations:\n    - name: disk\n      local: {path: "+filepath.Join(dir, "backups")+"}\n"+
-		"maintenance:\n  dump: \"off\"\n  prune: \"off\"\n  digest: \"off\"\n")
+		"maintenance:\n  dump: \"off\"\n  cold_backup: \"off\"\n  prune: \"off\"\n  digest: \"off\"\n")
 	addr := freePort(t)
 	_, port, _ := strings.Cut(freePort(t), ":")
 	startDaemon(t, append(minionDaemonEnv(t, e, d, dir, "maint.summoner.test"),
