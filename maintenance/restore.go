@@ -87,7 +87,7 @@ func (s *Service) Restore(ctx context.Context, minion, backupID string, progress
 	}
 
 	say(progress, "Taking a safety dump of the current data of %s…", db.Minion)
-	safety, err := s.dump(ctx, db)
+	safety, err := s.dump(ctx, db, progress)
 	if err != nil {
 		fail.Step, fail.Cause = StepSafety, err
 		return nil, fail

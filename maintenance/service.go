@@ -87,7 +87,7 @@ func (s *Service) Dump(ctx context.Context, minion string, progress Progress) (*
 	}
 	defer release()
 	say(progress, "Dumping the %s database of %s…", db.Kind, db.Minion)
-	return s.dump(ctx, db)
+	return s.dump(ctx, db, progress)
 }
 
 // reserve takes the minion's lock and finds its database.
@@ -108,7 +108,7 @@ func (s *Service) reserve(ctx context.Context, minion, what string) (*Database, 
 // the tool's output through a pipe, and the pipe ends in the dump's error
 // instead of a clean end unless the dump is whole, so the repository
 // aborts and writes no manifest. No temporary file, anywhere.
-func (s *Service) dump(ctx context.Context, db *Database) (*DumpResult, error) {
+func (s *Service) dump(ctx context.Context, db *Database, progress Progress) (*DumpResult, error) {
 	d, err := s.dumper(db.Kind)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,11 @@ func (s *Service) dump(ctx context.Context, db *Database) (*DumpResult, error) {
 		pw.CloseWithError(err) // nil: a clean end
 		done <- err
 	}()
-	res, storeErr := s.o.Repo.Store(ctx, storage.Meta{Minion: db.Minion, Kind: storage.KindDump, DBKind: db.Kind, Images: db.Images, Counts: counts}, pr)
+	var payload io.Reader = pr
+	if progress != nil {
+		payload = &rateReader{r: pr, what: "Dumping " + db.Minion, say: progress, every: progressEvery, start: started, last: started}
+	}
+	res, storeErr := s.o.Repo.Store(ctx, storage.Meta{Minion: db.Minion, Kind: storage.KindDump, DBKind: db.Kind, Images: db.Images, Counts: counts}, payload)
 	pr.CloseWithError(errStoreStopped) // a dump still writing stops
 	dumpErr := <-done
 	var de *DumpError
