@@ -374,7 +374,7 @@ func (s *Service) verifyDump(ctx context.Context, m *storage.Manifest, res *Veri
 	restoreErr := d.Restore(ctx, db, r)
 	if readErr := r.finish(); readErr != nil {
 		// The tool's failure follows from its input breaking off.
-		return CheckChecksum, fmt.Errorf("reading backup %s: %w", m.ID, readErr)
+		return CheckChecksum, damaged(m.ID, readErr)
 	}
 	if restoreErr != nil {
 		return CheckRestore, restoreErr
@@ -391,6 +391,11 @@ func (s *Service) verifyDump(ctx context.Context, m *storage.Manifest, res *Veri
 		return CheckCounts, &userError{msg: countsDiffer(bad, "table")}
 	}
 	return "", nil
+}
+
+// damaged says a backup failed its integrity check as it was read back.
+func damaged(id string, err error) error {
+	return &userError{msg: fmt.Sprintf("backup %s is damaged: what is stored no longer matches what was written (%v)", id, err), err: err}
 }
 
 // compareCounts lines up what was recorded with what was found, by name.
@@ -641,7 +646,7 @@ func (s *Service) verifyCold(ctx context.Context, m *storage.Manifest, res *Veri
 	}()
 	files, size, unpackErr := unpack(ctx, r, scratch)
 	if readErr := r.finish(); readErr != nil {
-		return CheckChecksum, fmt.Errorf("reading backup %s: %w", m.ID, readErr)
+		return CheckChecksum, damaged(m.ID, readErr)
 	}
 	if unpackErr != nil {
 		return CheckUnpack, unpackErr
