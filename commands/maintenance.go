@@ -20,6 +20,7 @@ type Maintenance interface {
 	Restore(ctx context.Context, minion, backupID string, progress minions.Progress) (*maintenance.RestoreResult, error)
 	ColdBackup(ctx context.Context, minion string, progress minions.Progress) (*maintenance.ColdResult, error)
 	RestoreCold(ctx context.Context, minion, backupID string, progress minions.Progress) (*maintenance.RestoreResult, error)
+	VerifyRestore(ctx context.Context, minion, backupID string, progress minions.Progress) (*maintenance.VerifyResult, error)
 }
 
 // Schedules is what `schedule` needs from maintenance.Scheduler.
@@ -144,6 +145,32 @@ func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched S
 					res.Minion, res.BackupID, res.Took.Round(time.Second), res.SafetyID, res.Minion, res.SafetyID), nil
 			},
 		},
+		{
+			Name: "verify-restore", Args: "<minion> [backup id]", Summary: "test-restore a backup (the newest by default) into a throwaway database and compare it",
+			Help:  "A dump is restored into a throwaway database container of the same image on a private network, and its row counts are compared with those recorded at dump time; a cold backup is unpacked into a scratch folder and its files counted. Nothing of the running minion is touched.",
+			Level: Operator, Timeout: 2 * time.Hour,
+			Run: func(ctx context.Context, r *Request) (string, error) {
+				if err := need(); err != nil {
+					return "", err
+				}
+				pos, _, err := Flags(r.Args, nil)
+				if err != nil {
+					return "", err
+				}
+				if len(pos) < 1 || len(pos) > 2 {
+					return "", Errorf("Usage: `verify-restore <minion> [backup id]`; `backups <minion>` lists the ids.")
+				}
+				id := ""
+				if len(pos) == 2 {
+					id = pos[1]
+				}
+				res, err := m.VerifyRestore(ctx, strings.ToLower(pos[0]), id, func(step string) { r.Progress(ctx, step) })
+				if err != nil {
+					return "", err
+				}
+				return res.Text(), nil
+			},
+		},
 	}
 	if sched != nil {
 		defs = append(defs, scheduleCommand(sched))
@@ -234,7 +261,7 @@ func renderDumped(res *maintenance.DumpResult) string {
 func scheduleCommand(sched Schedules) Definition {
 	return Definition{
 		Name: "schedule", Args: "[set <job> <cron> | off <job> | reset <job>]", Summary: "list the maintenance schedules, or change one (admin)",
-		Help: "Jobs: dump, cold_backup, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
+		Help: "Jobs: dump, cold_backup, verify_restore, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
 		Run: func(_ context.Context, r *Request) (string, error) {
 			if len(r.Args) == 0 {
 				return renderSchedules(sched.List(), time.Now()), nil

@@ -47,6 +47,11 @@ func (f *fakeMaintenance) RestoreCold(_ context.Context, minion, id string, _ mi
 	return &maintenance.RestoreResult{Minion: minion, BackupID: id, SafetyID: minion + "/20261130T100000Z-cold", Took: 9 * time.Second}, nil
 }
 
+func (f *fakeMaintenance) VerifyRestore(_ context.Context, minion, id string, _ minions.Progress) (*maintenance.VerifyResult, error) {
+	f.calls = append(f.calls, "verify-restore "+minion+" "+id)
+	return nil, userErr{"❌ The test restore of " + minion + " FAILED at the checksum."}
+}
+
 func (f *fakeMaintenance) Restore(_ context.Context, minion, id string, _ minions.Progress) (*maintenance.RestoreResult, error) {
 	f.calls = append(f.calls, "restore "+minion+" "+id)
 	return &maintenance.RestoreResult{Minion: minion, BackupID: id, SafetyID: minion + "/20261130T100000Z-dump", Took: 4 * time.Second}, nil
@@ -93,6 +98,8 @@ func TestMaintenanceCommands(t *testing.T) {
 		{"dump all", Operator, "dump wekan", "Dumped wekan"},
 		{"dump ghost", Operator, "dump ghost", "the dump of ghost failed: pg_dump exited with code 1"},
 		{"dump", Operator, "", "Usage: `dump <minion>|all`"},
+		{"verify-restore wekan", Operator, "verify-restore wekan ", "❌ The test restore of wekan FAILED at the checksum."},
+		{"verify-restore", Operator, "", "Usage: `verify-restore <minion> [backup id]`"},
 		{"restore wekan", Operator, "", "`restore` needs admin rights"},
 		{"restore wekan", Admin, "", "⚠️ This stops wekan and replaces every file of its data folders with the cold backup wekan/20261129T050000Z-cold."},
 		{"backup wekan", Operator, "backup wekan", "Cold backup of wekan stored: wekan/20261130T040000Z-cold (40 MiB, 10 MiB stored) on disk; wekan was stopped for 7s."},
