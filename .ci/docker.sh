@@ -6,6 +6,7 @@
 #   bash .ci/docker.sh start      # installs docker.io if needed, runs dockerd
 #   bash .ci/docker.sh registry   # builds and runs distribution v3 on 127.0.0.1:5000
 #   bash .ci/docker.sh images     # builds missing/stale test images, pushes them
+#   bash .ci/docker.sh mongo-bins # builds the mongo image's Go programs only (no Docker)
 #   bash .ci/docker.sh env        # writes and prints $STATE/docker.env
 #   bash .ci/docker.sh all        # start + registry + images + env (what CI calls)
 #   bash .ci/docker.sh stop       # stops the registry and dockerd
@@ -16,9 +17,15 @@
 #   127.0.0.1:5000/summoner/testapp:1.1        same, "testapp 1.1"
 #   127.0.0.1:5000/summoner/testapp:2.0-broken exits 1 at once
 #   127.0.0.1:5000/summoner/testapp:1.2        exits 1 at once too (a bad update in semver)
+#   127.0.0.1:5000/summoner/testapp:1.3-migrates  migrates testmin's database, then exits 1
 #   127.0.0.1:5000/library/postgres:15.10      Debian's PostgreSQL 15, official-like entrypoint
+#   127.0.0.1:5000/library/mariadb:10.11.9     Debian's MariaDB 10.11, official-like entrypoint
+#   127.0.0.1:5000/library/mysql:8.0.39        the same MariaDB image, for minions pinning mysql
+#   127.0.0.1:5000/library/mongo:6.0.18        FerretDB v1 (SQLite) + mongodump/mongorestore
 # Their build contexts are in .ci/images/<name>/. An image is rebuilt only when
-# missing or when its context changed (label summoner.test.hash).
+# missing or when its context changed (label summoner.test.hash). The mongo
+# image's Go programs are built here on the host, once per version, from the
+# Go module proxy (MongoDB is not in Debian), and copied into its context.
 #
 # Needs root. Idempotent and tolerant of leftovers (a running engine or
 # registry is reused). State lives in $SUMMONER_CI_STATE (default
@@ -187,17 +194,21 @@ registry_ping() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://$REGISTRY_ADDR/v2/" 2>/dev/null)" = 200 ]
 }
 
-registry_build() {
-  [ -x "$REGISTRY_BIN" ] && return 0
+need_go() {
   if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
     export PATH=/usr/local/go/bin:$PATH
   fi
   command -v go >/dev/null || die "go is not on PATH"
+}
+
+registry_build() {
+  [ -x "$REGISTRY_BIN" ] && return 0
+  need_go
   log "building registry $REGISTRY_VERSION into $(dirname "$REGISTRY_BIN")"
   local t0=$SECONDS
   mkdir -p "$CACHE" "$(dirname "$REGISTRY_BIN")" "$BUILD_LOGS"
   # Outside any module and ignoring the caller's GOFLAGS.
-  (cd "$CACHE" && GOFLAGS= GOWORK=off GOBIN="$(dirname "$REGISTRY_BIN")" \
+  (cd "$CACHE" && GOFLAGS='' GOWORK=off GOBIN="$(dirname "$REGISTRY_BIN")" \
     go install "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION") \
     >"$BUILD_LOGS/registry.log" 2>&1 || {
     tail -n 30 "$BUILD_LOGS/registry.log" >&2
@@ -320,10 +331,100 @@ context_hash() {
   } | sha256sum | cut -c1-16
 }
 
+# --- Go programs for the mongo image ----------------------------------------
+
+FERRETDB_VERSION=v1.24.2
+# The proxy refuses mongo-tools' version list but serves exact versions;
+# the module has no usable tags, hence a pseudo-version.
+MONGO_TOOLS_VERSION=v0.0.0-20250715155915-887641268977
+GO_BIN_DIR=$CACHE/bin
+
+# module_copy MODULE@VERSION DEST: a writable copy of the module's source
+# from the Go module proxy (the module cache is read-only).
+module_copy() {
+  local dir
+  dir=$(cd "$CACHE" && GOFLAGS='' GOWORK=off GONOSUMDB=github.com/mongodb/mongo-tools \
+    go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir" ] || die "downloading $1 from the Go module proxy failed"
+  rm -rf "$2"
+  cp -r "$dir" "$2"
+  chmod -R u+w "$2"
+}
+
+# go_build OUT DIR PKG [GOFLAGS]: a static binary of PKG, built in DIR,
+# installed as OUT only when complete (a killed build leaves nothing).
+go_build() {
+  local out=$1 dir=$2 pkg=$3 flags=${4:-}
+  log "building $(basename "$out")"
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=$flags GOWORK=off go build -trimpath -ldflags=-s -o "$out.part" "$pkg") \
+    >>"$BUILD_LOGS/mongo-bins.log" 2>&1 || {
+    tail -n 30 "$BUILD_LOGS/mongo-bins.log" >&2
+    die "building $(basename "$out") failed"
+  }
+  mv "$out.part" "$out"
+}
+
+# mongo_bins DIR: puts ferretdb, mongodump, mongorestore and mongojson in
+# DIR, building each only once per version (mongojson: per source hash).
+mongo_bins() {
+  local dest=$1 t0=$SECONDS src
+  need_go
+  mkdir -p "$GO_BIN_DIR" "$BUILD_LOGS" "$dest"
+  : >"$BUILD_LOGS/mongo-bins.log"
+  local ferretdb=$GO_BIN_DIR/ferretdb-$FERRETDB_VERSION
+  if [ ! -x "$ferretdb" ]; then
+    src=$CACHE/ferretdb-src
+    module_copy "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" "$src"
+    # The build reads its version from this file and panics at start without it.
+    echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
+    echo docker >"$src/build/version/package.txt"
+    go_build "$ferretdb" "$src" ./cmd/ferretdb
+    rm -rf "$src"
+  fi
+  local tool
+  for tool in mongodump mongorestore; do
+    [ -x "$GO_BIN_DIR/$tool-$MONGO_TOOLS_VERSION" ] && continue
+    src=$CACHE/mongo-tools-src
+    if [ ! -d "$src" ]; then
+      module_copy "github.com/mongodb/mongo-tools@$MONGO_TOOLS_VERSION" "$src"
+      # Its vendor/ is incomplete in the module zip: resolve from go.mod.
+      rm -rf "$src/vendor"
+    fi
+    go_build "$GO_BIN_DIR/$tool-$MONGO_TOOLS_VERSION" "$src" "./$tool/main" -mod=mod
+  done
+  rm -rf "$CACHE/mongo-tools-src"
+  local mj_src=$IMAGES_DIR/mongo/mongojson mj
+  mj=$GO_BIN_DIR/mongojson-$(context_hash "$mj_src")
+  if [ ! -x "$mj" ]; then
+    go_build "$mj" "$mj_src" . -mod=readonly
+  fi
+  cp "$ferretdb" "$dest/ferretdb"
+  cp "$GO_BIN_DIR/mongodump-$MONGO_TOOLS_VERSION" "$dest/mongodump"
+  cp "$GO_BIN_DIR/mongorestore-$MONGO_TOOLS_VERSION" "$dest/mongorestore"
+  cp "$mj" "$dest/mongojson"
+  log "mongo image programs ready in $((SECONDS - t0))s"
+}
+
+# build_context CONTEXT: the directory docker builds CONTEXT from; for
+# mongo, a copy of it with the host-built programs added in bin/.
+build_context() {
+  case "$1" in
+  mongo)
+    local dir=$STATE/build-context/mongo
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp "$IMAGES_DIR/mongo/Dockerfile" "$IMAGES_DIR/mongo/docker-entrypoint.sh" "$dir/"
+    mongo_bins "$dir/bin"
+    echo "$dir"
+    ;;
+  *) echo "$IMAGES_DIR/$1" ;;
+  esac
+}
+
 # build_image NAME CONTEXT [BUILD-ARG...]: builds NAME unless an image with
 # the same context hash is already there. Returns 0 if built, 1 if reused.
 build_image() {
-  local name=$1 ctx=$IMAGES_DIR/$2
+  local name=$1 ctx=$IMAGES_DIR/$2 cname=$2
   shift 2
   local hash have args=() a
   hash=$(context_hash "$ctx" "$@")
@@ -335,6 +436,7 @@ build_image() {
   local t0=$SECONDS logf
   mkdir -p "$BUILD_LOGS"
   logf=$BUILD_LOGS/$(echo "$name" | tr '/:' '__').log
+  ctx=$(build_context "$cname")
   log "building $name${have:+ (context changed)} (log: $logf)"
   DOCKER_BUILDKIT=0 docker build --label "summoner.test.hash=$hash" "${args[@]}" -t "$name" "$ctx" \
     </dev/null >"$logf" 2>&1 || {
@@ -358,7 +460,11 @@ IMAGES=(
   "$REGISTRY_ADDR/summoner/testapp:1.1|testapp|VERSION=1.1"
   "$REGISTRY_ADDR/summoner/testapp:2.0-broken|testapp|VERSION=2.0 BROKEN=1"
   "$REGISTRY_ADDR/summoner/testapp:1.2|testapp|VERSION=1.2 BROKEN=1"
+  "$REGISTRY_ADDR/summoner/testapp:1.3-migrates|testapp-migrates|"
   "$REGISTRY_ADDR/library/postgres:15.10|postgres|"
+  "$REGISTRY_ADDR/library/mariadb:10.11.9|mariadb|"
+  "$REGISTRY_ADDR/library/mysql:8.0.39|mariadb|"
+  "$REGISTRY_ADDR/library/mongo:6.0.18|mongo|FERRETDB=$FERRETDB_VERSION MONGO_TOOLS=$MONGO_TOOLS_VERSION"
 )
 
 images() {
@@ -401,7 +507,7 @@ compose_install() {
   if [ ! -x "$COMPOSE_BIN" ]; then
     log "building docker compose $COMPOSE_VERSION (once)"
     local dir src
-    dir=$(cd "$CACHE" && GOFLAGS= GOWORK=off go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" |
+    dir=$(cd "$CACHE" && GOFLAGS='' GOWORK=off go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" |
       sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
     [ -d "$dir" ] || die "docker compose module download failed"
     src=$CACHE/compose-src
@@ -433,6 +539,10 @@ images)
 compose)
   lock
   compose_install
+  ;;
+mongo-bins)
+  lock
+  mongo_bins "$STATE/build-context/mongo-bins"
   ;;
 env)
   write_env
