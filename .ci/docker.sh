@@ -413,7 +413,7 @@ build_context() {
     local dir=$STATE/build-context/mongo
     rm -rf "$dir"
     mkdir -p "$dir"
-    cp "$IMAGES_DIR/mongo/Dockerfile" "$IMAGES_DIR/mongo/docker-entrypoint.sh" "$dir/"
+    cp "$IMAGES_DIR/mongo/Dockerfile" "$IMAGES_DIR/mongo/docker-entrypoint.sh" "$IMAGES_DIR/mongo/mongosh" "$dir/"
     mongo_bins "$dir/bin"
     echo "$dir"
     ;;

@@ -175,6 +175,8 @@ func TestMongoImage(t *testing.T) {
 
 	// mongojson logs in as MONGO_INITDB_ROOT_USERNAME, from the container's
 	// environment.
+	// The catalog's wekan checks its database's health so.
+	f.exec(t, db, nil, "mongosh", "--quiet", "--eval", "db.runCommand({ping:1})")
 	f.exec(t, db, nil, "mongojson", "insert", "appdb", "notes", `{"_id": 1, "body": "written by the test"}`, `{"_id": 2, "n": {"$numberLong": "42"}}`)
 	if got := f.exec(t, db, nil, "mongojson", "count", "appdb"); got != `{"notes":2}` {
 		t.Fatalf("count %s", got)
