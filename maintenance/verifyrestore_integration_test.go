@@ -71,7 +71,6 @@ var verifyKinds = []verifyKind{
 		},
 		want: map[string]int64{"people": 50, "notes": 120},
 		// TODO(verify-restore): drop once .ci/images/mongo lands and starts.
-		pending: "the mongo:6.0.18 test image (.ci/images/mongo) does not start yet",
 	},
 }
 
