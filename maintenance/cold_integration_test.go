@@ -39,6 +39,7 @@ func TestColdBackupSurvivesAPurgeWithOwnersAndModes(t *testing.T) {
 
 	f.psql(t, `CREATE TABLE kept (note text); INSERT INTO kept VALUES ('written before the cold backup');`)
 	writeOwnedFiles(t, filepath.Join(data, "uploads"))
+	password := f.db(t).Password // the purge forgets it; the new summon makes another
 	want, wantPG := snapshot(t, data), statLine(t, filepath.Join(dbData, "pg"))
 
 	var steps []string
@@ -87,6 +88,23 @@ func TestColdBackupSurvivesAPurgeWithOwnersAndModes(t *testing.T) {
 	}
 	assertAllRunning(t, f)
 	assertNoHelper(t, f)
+	// The restored database knows the old password only: the minion's
+	// remembered state came back with it, and its containers use it.
+	db := f.db(t)
+	if db.Password != password {
+		t.Errorf("after the restore the minion remembers another database password than the restored database's")
+	}
+	if out, code := f.d.Exec(t, db.ContainerID, []string{"PGPASSWORD=" + password}, "psql", "-h", "127.0.0.1", "-U", db.User, "-d", db.Name, "-tAc", "SELECT note FROM kept"); code != 0 || strings.TrimSpace(out) != "written before the cold backup" {
+		t.Errorf("logging in over the network with the restored password: exit %d: %s", code, out)
+	}
+	for _, c := range f.d.Containers(t, f.minion) {
+		if c.Labels["summoner.role"] == "web" {
+			out, _ := f.d.Exec(t, c.ID, nil, "sh", "-c", "echo $DATABASE_URL")
+			if !strings.Contains(out, ":"+password+"@") {
+				t.Errorf("the app's database URL does not carry the restored password")
+			}
+		}
+	}
 }
 
 // writeOwnedFiles makes files and folders with several owners and modes,

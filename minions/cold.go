@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -59,6 +60,15 @@ func (e *Engine) ColdTarget(name string) (*ColdTarget, error) {
 			return nil, err
 		}
 		t.Images = st.Images
+		// The remembered state (generated database passwords) goes with
+		// the data: restored data folders hold a database that knows only
+		// the passwords of their time.
+		if dir := filepath.Join(e.o.State.Dir, m.Name); filepath.IsAbs(dir) {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("making the state folder of %s: %w", m.Name, err)
+			}
+			t.Dirs = append(t.Dirs, DataDir{Name: "state", Path: filepath.Clean(dir)})
+		}
 	}
 	return t, nil
 }
@@ -103,6 +113,13 @@ func (e *Engine) StartMinion(ctx context.Context, name string, ids []string, pro
 	}
 	m, err := e.minion(name)
 	if err != nil {
+		return err
+	}
+	// After a cold restore the remembered state may be the backup's: its
+	// containers must be made again with those passwords, or the app could
+	// not log in to its restored database. All or nothing, as a summon.
+	if stale, err := e.staleContainers(ctx, m); err == nil && stale {
+		_, err := e.summonHeld(ctx, m, "", nil, progress)
 		return err
 	}
 	say := func(format string, args ...any) {
@@ -182,4 +199,27 @@ func (e *Engine) HelperImage(ctx context.Context, ref string, progress Progress)
 			return "", userErr(errors.New(msg.Error), "Pulling the helper image %s failed: %s", pull, firstLine(msg.Error))
 		}
 	}
+}
+
+// staleContainers tells whether the minion's containers were made from
+// another configuration than its remembered state renders now.
+func (e *Engine) staleContainers(ctx context.Context, m *Minion) (bool, error) {
+	st, err := e.o.State.Load(m.Name)
+	if err != nil {
+		return false, err
+	}
+	plan, _, err := e.render(ctx, m, "", st, nil)
+	if err != nil {
+		return false, err
+	}
+	existing, err := e.containers(ctx, m.Name)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range plan.Services {
+		if c, ok := existing[s.Service]; ok && c.Labels[LabelHash] != s.Hash {
+			return true, nil
+		}
+	}
+	return false, nil
 }

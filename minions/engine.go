@@ -164,8 +164,12 @@ func (e *Engine) Summon(ctx context.Context, name, version string, settings map[
 		return nil, err
 	}
 	defer release()
-	started := time.Now()
+	return e.summonHeld(ctx, m, version, settings, progress)
+}
 
+// summonHeld is Summon for a caller that holds the minion's lock.
+func (e *Engine) summonHeld(ctx context.Context, m *Minion, version string, settings map[string]string, progress Progress) (*Result, error) {
+	started := time.Now()
 	st, err := e.o.State.Load(m.Name)
 	if err != nil {
 		return nil, err
