@@ -32,7 +32,7 @@ type Schedules interface {
 }
 
 // MaintenanceCommands dump, restore and schedule. m is nil without a backup
-// destination (the commands then say so); sched may be nil (no schedules).
+// destination (the commands then say so); sched is nil outside the daemon.
 func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched Schedules) []Definition {
 	need := func() error {
 		if m == nil {
@@ -172,10 +172,7 @@ func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched S
 			},
 		},
 	}
-	if sched != nil {
-		defs = append(defs, scheduleCommand(sched))
-	}
-	return defs
+	return append(defs, scheduleCommand(sched))
 }
 
 // one is the single minion a command names.
@@ -263,6 +260,11 @@ func scheduleCommand(sched Schedules) Definition {
 		Name: "schedule", Args: "[set <job> <cron> | off <job> | reset <job>]", Summary: "list the maintenance schedules, or change one (admin)",
 		Help: "Jobs: dump, cold_backup, verify_restore, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
 		Run: func(_ context.Context, r *Request) (string, error) {
+			if sched == nil {
+				// The running bot owns the schedules (and rewrites their
+				// state file): a second writer here would lose changes.
+				return "", Errorf("The schedules belong to the running bot: ask it in chat (`schedule`), or see `maintenance:` in the config.")
+			}
 			if len(r.Args) == 0 {
 				return renderSchedules(sched.List(), time.Now()), nil
 			}
