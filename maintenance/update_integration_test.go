@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +22,15 @@ func TestFailedUpdateGetsItsDataBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	var steps []string
-	res, err := f.s.Update(ctx, f.e, f.minion, "1.3-migrates", true, func(s string) { steps = append(steps, s) })
+	var (
+		mu    sync.Mutex // the engine reports from several goroutines
+		steps []string
+	)
+	res, err := f.s.Update(ctx, f.e, f.minion, "1.3-migrates", true, func(s string) {
+		mu.Lock()
+		steps = append(steps, s)
+		mu.Unlock()
+	})
 	var se *maintenance.SafeUpdateError
 	if !errors.As(err, &se) || res == nil || !res.DataRestored || res.Dump == "" {
 		t.Fatalf("update: %+v, %v\nprogress:\n%s", res, err, strings.Join(steps, "\n"))

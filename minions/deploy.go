@@ -123,8 +123,13 @@ func (u *undo) addStarted(id string) {
 // ended. A first summon (nothing there before) removes what it made and
 // returns the cause as is.
 func (e *Engine) deploy(ctx context.Context, p *Plan, existing map[string]container.Summary, alwaysPull bool, progress Progress) (err error) {
+	// Services start and are waited for in parallel: one at a time to the
+	// caller's progress, which need not be safe for concurrent use.
+	var sayMu sync.Mutex
 	say := func(format string, args ...any) {
 		if progress != nil {
+			sayMu.Lock()
+			defer sayMu.Unlock()
 			progress(fmt.Sprintf(format, args...))
 		}
 	}

@@ -54,30 +54,44 @@ func TestMaintenanceFromChat(t *testing.T) {
 		t.Fatalf("backups does not list %s:\n%s", id, r)
 	}
 
-	// The database goes down; the next scheduled dump fails, loudly.
+	// A big table makes a dump last long enough to kill the database while
+	// it runs: the scheduled dump fails, loudly, and stores nothing.
+	var dbID string
 	for _, c := range d.Containers(t, minion) {
 		if c.Labels["summoner.role"] == "db" {
-			if err := d.Client.ContainerStop(context.Background(), c.ID, container.StopOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			dbID = c.ID
 		}
+	}
+	if out, code := d.Exec(t, dbID, nil, "psql", "-U", "app", "-d", "appdb", "-h", "127.0.0.1", "-tAc",
+		"CREATE TABLE big AS SELECT i, md5(i::text) || md5((i + 1)::text) AS body FROM generate_series(1, 3000000) i"); code != 0 {
+		t.Fatalf("filling the database: %s", out)
 	}
 	set := time.Now()
 	if r := say("schedule set dump */2 * * * * *", "now runs", "rights", "not"); !strings.Contains(r, "The scheduled dump now runs at `*/2 * * * * *`") {
 		t.Fatalf("schedule set: %q", r)
 	}
+	// The container's processes show in the host's /proc.
+	waitFor(t, "a scheduled pg_dump to run", time.Minute, func() bool { return len(pidsOf("pg_dump")) > 0 })
+	if err := d.Client.ContainerKill(context.Background(), dbID, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	// Kept down, so no later run can store a dump either.
+	_ = d.Client.ContainerStop(context.Background(), dbID, container.StopOptions{})
 	report := waitPost(t, admin, ch.Id, set, func(p *model.Post) bool {
-		return strings.Contains(p.Message, "⚠️") && strings.Contains(p.Message, "testmin") && strings.Contains(p.Message, "not running")
+		return strings.Contains(p.Message, "⚠️") && strings.Contains(p.Message, "testmin") && !strings.Contains(p.Message, "not running")
 	})
 	t.Logf("ops report: %s", report.Message)
 	if r := say("schedule off dump", "is off", "rights"); !strings.Contains(r, "The scheduled dump is off.") {
 		t.Fatalf("schedule off: %q", r)
 	}
-	if r := say("schedule", "| job |"); !strings.Contains(r, "| dump | `off` (changed from `off`)") && !strings.Contains(r, "| dump | `off`") {
+	if r := say("schedule", "| job |"); !strings.Contains(r, "| dump | `off`") {
 		t.Fatalf("schedule list: %q", r)
 	}
+	// Only the dump from chat is stored: the killed one left nothing.
+	if r := say("backups testmin", "testmin/", "No backups"); strings.Count(r, "testmin/") != 1 || !strings.Contains(r, id) {
+		t.Fatalf("backups after the killed dump:\n%s", r)
+	}
 }
-
 // waitPost waits for a post in the channel since since that satisfies ok.
 func waitPost(t *testing.T, c *model.Client4, channelID string, since time.Time, ok func(*model.Post) bool) *model.Post {
 	t.Helper()

@@ -41,17 +41,26 @@ func freezeDocker(t *testing.T) (thaw func()) {
 // processID finds a running program by name in /proc.
 func processID(t *testing.T, name string) int {
 	t.Helper()
+	pids := pidsOf(name)
+	if len(pids) == 0 {
+		t.Fatalf("no %s process", name)
+	}
+	return pids[0]
+}
+
+// pidsOf lists the processes running a program of that name on this
+// machine, in a container or not (their processes show in /proc too).
+func pidsOf(name string) []int {
+	var out []int
 	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
 	for _, c := range comms {
 		if data, err := os.ReadFile(c); err == nil && strings.TrimSpace(string(data)) == name {
-			pid, err := strconv.Atoi(filepath.Base(filepath.Dir(c)))
-			if err == nil {
-				return pid
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(c))); err == nil {
+				out = append(out, pid)
 			}
 		}
 	}
-	t.Fatalf("no %s process", name)
-	return 0
+	return out
 }
 
 // TestStatusWithDockerFrozen: a frozen daemon makes status end with a clear
