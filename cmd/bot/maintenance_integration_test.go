@@ -92,6 +92,7 @@ func TestMaintenanceFromChat(t *testing.T) {
 		t.Fatalf("backups after the killed dump:\n%s", r)
 	}
 }
+
 // waitPost waits for a post in the channel since since that satisfies ok.
 func waitPost(t *testing.T, c *model.Client4, channelID string, since time.Time, ok func(*model.Post) bool) *model.Post {
 	t.Helper()
