@@ -55,7 +55,7 @@ func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched S
 				}
 				names := []string{name}
 				if name == "all" {
-					if names, err = withDatabase(ctx, e); err != nil {
+					if names, err = WithDatabase(ctx, e); err != nil {
 						return "", err
 					}
 					if len(names) == 0 {
@@ -99,7 +99,7 @@ func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched S
 					return "", err
 				}
 				mf := res.Manifest
-				where, missed := locations(res.Copies)
+				where, missed := Locations(res.Copies)
 				text := fmt.Sprintf("Cold backup of %s stored: %s (%s, %s stored) on %s; %s was stopped for %s.",
 					name, mf.ID, human.Bytes(mf.Payload.Size), human.Bytes(mf.Stored.Size), strings.Join(where, ", "), name, res.Downtime.Round(time.Second))
 				if len(missed) > 0 {
@@ -187,8 +187,8 @@ func one(r *Request, usage string) (string, error) {
 	return strings.ToLower(pos[0]), nil
 }
 
-// withDatabase lists the summoned minions that have a database.
-func withDatabase(ctx context.Context, e MinionEngine) ([]string, error) {
+// WithDatabase lists the summoned minions that have a database.
+func WithDatabase(ctx context.Context, e MinionEngine) ([]string, error) {
 	st, err := e.Status(ctx, "")
 	if err != nil {
 		return nil, err
@@ -198,6 +198,19 @@ func withDatabase(ctx context.Context, e MinionEngine) ([]string, error) {
 		if m, ok := e.Catalog().Get(s.Name); ok && m.Database != nil {
 			out = append(out, s.Name)
 		}
+	}
+	return out, nil
+}
+
+// Summoned lists the summoned minions.
+func Summoned(ctx context.Context, e MinionEngine) ([]string, error) {
+	st, err := e.Status(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(st))
+	for i, s := range st {
+		out[i] = s.Name
 	}
 	return out, nil
 }
@@ -231,9 +244,9 @@ func restoreArgs(ctx context.Context, r *Request, repo BackupRepo) (name, id str
 // isCold tells a cold backup's id (<minion>/<time>-cold) from a dump's.
 func isCold(id string) bool { return strings.HasSuffix(id, "-"+storage.KindCold) }
 
-// locations splits a backup's copies into the destinations that hold one
+// Locations splits a backup's copies into the destinations that hold one
 // and those that missed it, by their config names.
-func locations(cs []storage.Copy) (stored, missed []string) {
+func Locations(cs []storage.Copy) (stored, missed []string) {
 	for _, c := range cs {
 		if c.Err == nil {
 			stored = append(stored, c.Destination)
@@ -246,7 +259,7 @@ func locations(cs []storage.Copy) (stored, missed []string) {
 
 func renderDumped(res *maintenance.DumpResult) string {
 	m := res.Manifest
-	where, missed := locations(res.Copies)
+	where, missed := Locations(res.Copies)
 	text := fmt.Sprintf("Dumped %s: %s (%s, %s stored), checked and stored on %s in %s.",
 		m.Minion, m.ID, human.Bytes(m.Payload.Size), human.Bytes(m.Stored.Size), strings.Join(where, ", "), res.Took.Round(100*time.Millisecond))
 	if len(missed) > 0 {

@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/summoner-bot/summoner/chat"
+	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/config"
 	"github.com/summoner-bot/summoner/maintenance"
-	"github.com/summoner-bot/summoner/minions"
-	"github.com/summoner-bot/summoner/storage"
 )
 
 // reporter posts reports to the ops channel through the chat outbox.
@@ -80,116 +79,83 @@ func newScheduler(cfg config.Config, svc services, pub maintenance.ReportPublish
 	return s, nil
 }
 
-// dumpAll dumps every summoned minion that has a database.
-func dumpAll(ctx context.Context, svc services) maintenance.Report {
+// errNoDestination: maintenance needs somewhere to store backups.
+var errNoDestination = errors.New("no backup destination is configured (backups.destinations)")
+
+// forEachMinion runs one action per minion (those with a database, or all
+// summoned ones), one after the other, and collects a result each.
+func forEachMinion(ctx context.Context, svc services, dbOnly bool, do func(ctx context.Context, name string) maintenance.MinionResult) maintenance.Report {
 	var rep maintenance.Report
 	if svc.maint == nil {
-		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
+		rep.Err = errNoDestination
 		return rep
 	}
-	names, err := minionsWithDatabase(ctx, svc.engine)
+	var names []string
+	var err error
+	if dbOnly {
+		names, err = commands.WithDatabase(ctx, svc.engine)
+	} else {
+		names, err = commands.Summoned(ctx, svc.engine)
+	}
 	if err != nil {
 		rep.Err = err
 		return rep
 	}
 	for _, name := range names {
 		started := time.Now()
-		res, err := svc.maint.Dump(ctx, name, nil)
-		r := maintenance.MinionResult{Minion: name, Action: maintenance.ActionDump, Duration: time.Since(started), Err: err}
-		if err == nil {
-			r.BackupID, r.Size, r.Verified = res.Manifest.ID, res.Manifest.Stored.Size, true
-			r.StoredOn, r.MissedOn = copiesOf(res.Copies)
-		}
+		r := do(ctx, name)
+		r.Minion, r.Duration = name, time.Since(started)
 		rep.Results = append(rep.Results, r)
 	}
 	return rep
+}
+
+// dumpAll dumps every summoned minion that has a database.
+func dumpAll(ctx context.Context, svc services) maintenance.Report {
+	return forEachMinion(ctx, svc, true, func(ctx context.Context, name string) maintenance.MinionResult {
+		res, err := svc.maint.Dump(ctx, name, nil)
+		r := maintenance.MinionResult{Action: maintenance.ActionDump, Err: err}
+		if err == nil {
+			r.BackupID, r.Size, r.Verified = res.Manifest.ID, res.Manifest.Stored.Size, true
+			r.StoredOn, r.MissedOn = commands.Locations(res.Copies)
+		}
+		return r
+	})
 }
 
 // coldBackupAll takes a cold backup of every summoned minion, one after the
 // other: each is stopped only while its own folders are copied.
 func coldBackupAll(ctx context.Context, svc services) maintenance.Report {
-	var rep maintenance.Report
-	if svc.maint == nil {
-		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
-		return rep
-	}
-	st, err := svc.engine.Status(ctx, "")
-	if err != nil {
-		rep.Err = err
-		return rep
-	}
-	for _, m := range st {
-		started := time.Now()
-		res, err := svc.maint.ColdBackup(ctx, m.Name, nil)
-		r := maintenance.MinionResult{Minion: m.Name, Action: maintenance.ActionColdBackup, Duration: time.Since(started), Err: err}
+	return forEachMinion(ctx, svc, false, func(ctx context.Context, name string) maintenance.MinionResult {
+		res, err := svc.maint.ColdBackup(ctx, name, nil)
+		r := maintenance.MinionResult{Action: maintenance.ActionColdBackup, Err: err}
 		if err == nil {
 			r.BackupID, r.Size, r.Verified = res.Manifest.ID, res.Manifest.Stored.Size, true
-			r.StoredOn, r.MissedOn = copiesOf(res.Copies)
+			r.StoredOn, r.MissedOn = commands.Locations(res.Copies)
 			r.Detail = fmt.Sprintf("stopped for %s", res.Downtime.Round(time.Second))
 		}
-		rep.Results = append(rep.Results, r)
-	}
-	return rep
+		return r
+	})
 }
 
 // verifyRestoreAll test-restores every summoned minion's newest backup.
 func verifyRestoreAll(ctx context.Context, svc services) maintenance.Report {
-	var rep maintenance.Report
-	if svc.maint == nil {
-		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
-		return rep
-	}
-	st, err := svc.engine.Status(ctx, "")
-	if err != nil {
-		rep.Err = err
-		return rep
-	}
-	for _, m := range st {
-		started := time.Now()
-		res, err := svc.maint.VerifyRestore(ctx, m.Name, "", nil)
-		r := maintenance.MinionResult{Minion: m.Name, Action: maintenance.ActionTestRestore, Duration: time.Since(started), Err: err}
+	return forEachMinion(ctx, svc, false, func(ctx context.Context, name string) maintenance.MinionResult {
+		res, err := svc.maint.VerifyRestore(ctx, name, "", nil)
+		r := maintenance.MinionResult{Action: maintenance.ActionTestRestore, Err: err}
 		if err == nil {
 			r.BackupID, r.Size, r.Verified = res.BackupID, res.Size, true
 			r.Detail = fmt.Sprintf("%d tables checked", len(res.Checks))
 		}
-		rep.Results = append(rep.Results, r)
-	}
-	return rep
-}
-
-// minionsWithDatabase lists the summoned minions that have a database.
-func minionsWithDatabase(ctx context.Context, e *minions.Engine) ([]string, error) {
-	st, err := e.Status(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, s := range st {
-		if m, ok := e.Catalog().Get(s.Name); ok && m.Database != nil {
-			out = append(out, s.Name)
-		}
-	}
-	return out, nil
-}
-
-// copiesOf splits a backup's copies into the destinations that hold a good
-// one and those that missed it, by their config names.
-func copiesOf(cs []storage.Copy) (stored, missed []string) {
-	for _, c := range cs {
-		if c.Err == nil {
-			stored = append(stored, c.Destination)
-		} else {
-			missed = append(missed, c.Destination)
-		}
-	}
-	return stored, missed
+		return r
+	})
 }
 
 // pruneAll applies the retention policy to every minion's backups.
 func pruneAll(ctx context.Context, svc services) maintenance.Report {
 	var rep maintenance.Report
 	if svc.repo == nil {
-		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
+		rep.Err = errNoDestination
 		return rep
 	}
 	started := time.Now()
@@ -205,7 +171,7 @@ func pruneAll(ctx context.Context, svc services) maintenance.Report {
 func digest(ctx context.Context, svc services) maintenance.Report {
 	var rep maintenance.Report
 	if svc.repo == nil {
-		rep.Err = errors.New("no backup destination is configured (backups.destinations)")
+		rep.Err = errNoDestination
 		return rep
 	}
 	list, errs := svc.repo.List(ctx, "")
@@ -213,7 +179,7 @@ func digest(ctx context.Context, svc services) maintenance.Report {
 		rep.Err = errors.Join(errs...)
 		return rep
 	}
-	names, err := minionsWithDatabase(ctx, svc.engine)
+	names, err := commands.WithDatabase(ctx, svc.engine)
 	if err != nil {
 		rep.Err = err
 		return rep
