@@ -67,6 +67,12 @@ func newScheduler(cfg config.Config, svc services, pub maintenance.ReportPublish
 		"prune":          func(ctx context.Context) maintenance.Report { return pruneAll(ctx, svc) },
 		"digest":         func(ctx context.Context) maintenance.Report { return digest(ctx, svc) },
 	}
+	if svc.maint == nil {
+		// Every job needs a destination: better one line now than a
+		// failure report in ~ops every night.
+		log.Info("no backup destination (backups.destinations): the maintenance schedules are off")
+		return s, nil
+	}
 	for _, sc := range cfg.Maintenance.Schedules() {
 		run, ok := jobs[sc.Job]
 		if !ok {
