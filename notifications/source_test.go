@@ -1,0 +1,152 @@
+package notifications
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestSourceValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		src  Source
+		want []string // substrings of the error; none means valid
+	}{
+		{"good", Source{Name: "gl", Kind: KindGitLab, Secret: testSecret}, nil},
+		{"unknown kind", Source{Name: "x", Kind: "bitbucket", Secret: testSecret}, []string{"source x", "bitbucket"}},
+		{"short secret", Source{Name: "gh", Kind: KindGitHub, Secret: "short"}, []string{"source gh", "at least"}},
+		{"bad name", Source{Name: "a/b", Kind: KindGitHub, Secret: testSecret}, []string{`"a/b"`, "name"}},
+		{"slack secret with slash", Source{Name: "sl", Kind: KindSlack, Secret: testSecret + "/x"}, []string{"source sl", "'/'"}},
+		{"all at once", Source{Kind: "?"}, []string{"name", "unknown kind", "secret"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.src.Validate()
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Validate accepted it")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if tc.src.Secret != "" && strings.Contains(err.Error(), tc.src.Secret) {
+				t.Errorf("error reveals the secret: %q", err)
+			}
+		})
+	}
+	if s := (Source{Name: "n", Kind: KindGitLab, Secret: testSecret}).String(); strings.Contains(s, testSecret) {
+		t.Errorf("String reveals the secret: %q", s)
+	}
+}
+
+func readSample(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		file, kind string
+		header     map[string]string
+		want       Event // Source, Kind, Received and Payload are checked apart
+	}{
+		{"gitlab_pipeline.json", KindGitLab, map[string]string{"X-Gitlab-Event-UUID": "u-1", "X-Gitlab-Event": "Pipeline Hook"},
+			Event{ID: "gitlab:u-1", Type: "pipeline", Project: "gitlab-org/gitlab-test", Ref: "master", Status: "success",
+				URL: "http://example.com/gitlab-org/gitlab-test/-/pipelines/31", Title: "Pipeline #31 success on master: test"}},
+		{"gitlab_push.json", KindGitLab, map[string]string{"X-Gitlab-Event-UUID": "u-2"},
+			Event{ID: "gitlab:u-2", Type: "push", Project: "mike/diaspora", Ref: "master",
+				URL: "http://example.com/mike/diaspora/commit/da1560886d4f094c3e6c9ef40349f7d38b5d27d7", Title: "John Smith pushed 1 commit(s) to master"}},
+		{"github_workflow_run_success.json", KindGitHub, map[string]string{"X-GitHub-Delivery": "d-1", "X-GitHub-Event": "workflow_run"},
+			Event{ID: "github:d-1", Type: "workflow_run", Project: "octo-org/octo-repo", Ref: "main", Status: "success",
+				URL: "https://github.com/octo-org/octo-repo/actions/runs/30433642", Title: "Workflow Build success on main"}},
+		{"github_workflow_run_failure.json", KindGitHub, map[string]string{"X-GitHub-Delivery": "d-2", "X-GitHub-Event": "workflow_run"},
+			Event{ID: "github:d-2", Type: "workflow_run", Project: "octo-org/octo-repo", Ref: "main", Status: "failed",
+				URL: "https://github.com/octo-org/octo-repo/actions/runs/30433642", Title: "Workflow Build failed on main"}},
+		{"github_push.json", KindGitHub, map[string]string{"X-GitHub-Delivery": "d-3", "X-GitHub-Event": "push"},
+			Event{ID: "github:d-3", Type: "push", Project: "Codertocat/Hello-World", Ref: "main",
+				URL: "https://github.com/Codertocat/Hello-World/compare/6113728f27ae...000000000000", Title: "Codertocat pushed 1 commit(s) to main"}},
+		{"gitea_push.json", KindGitea, map[string]string{"X-Gitea-Delivery": "g-1", "X-Gitea-Event": "push"},
+			Event{ID: "gitea:g-1", Type: "push", Project: "gitea/webhooks", Ref: "develop",
+				URL: "http://localhost:3000/gitea/webhooks/compare/28e1879d029cb852e4844d9c718537df08844e03...bffeb74224043ba2feb48d137756c8a9331c449a", Title: "gitea pushed 1 commit(s) to develop"}},
+		{"nextcloud_node_created.json", KindNextcloud, nil,
+			Event{Type: "NodeCreatedEvent", Project: "admin", Title: "NodeCreatedEvent /admin/files/Reports/q2.pdf"}},
+		{"slack_message.json", KindSlack, nil,
+			Event{Type: "message", Project: "backup-bot", Channel: "ops", Text: "Backup of *wiki* finished\nin 42 s",
+				Title: "Backup of *wiki* finished", URL: "https://example.com/reports/1"}},
+		{"generic_deploy.json", KindGeneric, nil,
+			Event{Type: "deploy", Project: "shop", Ref: "main", Status: "success", URL: "https://ci.example.com/runs/7", Title: "Deployed shop", Text: "version 1.4.2"}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			body := readSample(t, tc.file)
+			h := http.Header{}
+			for k, v := range tc.header {
+				h.Set(k, v)
+			}
+			src := Source{Name: "src", Kind: tc.kind, Secret: testSecret}
+			got, err := src.Parse(h, body, testNow)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got.Source != "src" || got.Kind != tc.kind || !got.Received.Equal(testNow) || string(got.Payload) != string(body) {
+				t.Errorf("source/kind/received/payload not kept: %+v", got)
+			}
+			if tc.want.ID == "" {
+				if !strings.HasPrefix(got.ID, "sha256:") {
+					t.Errorf("ID = %q, want a body hash", got.ID)
+				}
+				tc.want.ID = got.ID
+			}
+			got.Source, got.Kind, got.Received, got.Payload = "", "", tc.want.Received, nil
+			if !reflect.DeepEqual(got, tc.want) {
+				gj, _ := json.MarshalIndent(got, "", " ")
+				t.Errorf("got\n%s\nwant %+v", gj, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseHashID(t *testing.T) {
+	body := readSample(t, "generic_deploy.json")
+	a, _ := Source{Name: "a", Kind: KindGeneric}.Parse(http.Header{}, body, testNow)
+	a2, _ := Source{Name: "a", Kind: KindGeneric}.Parse(http.Header{}, body, testNow.Add(1))
+	b, _ := Source{Name: "b", Kind: KindGeneric}.Parse(http.Header{}, body, testNow)
+	if a.ID != a2.ID || a.ID == b.ID {
+		t.Fatalf("hash IDs: same source %q/%q, other source %q", a.ID, a2.ID, b.ID)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ name, kind, body string }{
+		{"not json", KindGitHub, `{"ref":`},
+		{"gitlab without object_kind", KindGitLab, `{}`},
+		{"github without event", KindGitHub, `{}`},
+		{"github workflow_run missing", KindGitHub, `{"ref":1}`},
+		{"generic without type", KindGeneric, `{"project":"x"}`},
+		{"slack without text", KindSlack, `{"channel":"ops"}`},
+		{"nextcloud without class", KindNextcloud, `{"user":{"uid":"a"}}`},
+		{"wrong types", KindGitLab, `{"object_kind":3}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Source{Name: "s", Kind: tc.kind}.Parse(http.Header{}, []byte(tc.body), testNow)
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v, want a *ParseError", err)
+			}
+		})
+	}
+}
