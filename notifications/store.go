@@ -1,0 +1,210 @@
+package notifications
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// KeepSeen is how long the ID of a delivered event is remembered, so that
+// a provider's late retry is still recognised as a replay.
+const KeepSeen = 7 * 24 * time.Hour
+
+var (
+	bucketEvents = []byte("events") // seq (big-endian) -> Event, accepted and not done
+	bucketSeen   = []byte("seen")   // event ID -> seen record
+)
+
+// seen is what the store remembers of every event ID it accepted.
+type seen struct {
+	Seq      uint64 `json:"seq"`
+	Accepted int64  `json:"accepted"` // Unix ms
+	Done     int64  `json:"done,omitempty"`
+}
+
+// Store persists accepted events (one bbolt file) until they are done, and
+// remembers their IDs for KeepSeen so replays are dropped. It is safe for
+// concurrent use.
+type Store struct {
+	db  *bolt.DB
+	log *slog.Logger
+	now func() time.Time
+}
+
+// OpenStore opens or creates the store at path.
+func OpenStore(path string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the folder of the event store: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("event store %s is in use by another summoner process", path)
+		}
+		return nil, fmt.Errorf("opening the event store %s: %w", path, err)
+	}
+	s := &Store{db: db, log: log, now: time.Now}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEvents, bucketSeen} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return s.prune(tx)
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("preparing the event store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Accept stores ev durably (the write is synced before it returns) unless
+// its ID was seen before, in which case fresh is false and nothing changes.
+// Concurrent calls share one commit (bbolt's Batch), so the fsync cost is
+// paid once per group, not once per webhook.
+func (s *Store) Accept(ev Event) (fresh bool, err error) {
+	if ev.ID == "" {
+		return false, errors.New("accepting an event: no ID")
+	}
+	v, err := json.Marshal(ev)
+	if err != nil {
+		return false, fmt.Errorf("encoding event %s: %w", ev.ID, err)
+	}
+	now := s.now().UnixMilli()
+	err = s.db.Batch(func(tx *bolt.Tx) error {
+		// Batch may run this again after a failed group: start clean.
+		fresh = false
+		ids := tx.Bucket(bucketSeen)
+		if ids.Get([]byte(ev.ID)) != nil {
+			return nil
+		}
+		evs := tx.Bucket(bucketEvents)
+		seq, err := evs.NextSequence()
+		if err != nil {
+			return err
+		}
+		rec, err := json.Marshal(seen{Seq: seq, Accepted: now})
+		if err != nil {
+			return err
+		}
+		if err := ids.Put([]byte(ev.ID), rec); err != nil {
+			return err
+		}
+		if err := evs.Put(seqKey(seq), v); err != nil {
+			return err
+		}
+		fresh = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("storing event %s: %w", ev.ID, err)
+	}
+	return fresh, nil
+}
+
+// Pending lists the events accepted and not yet done, in the order they
+// were accepted.
+func (s *Store) Pending() ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				// One damaged record must not hide the others.
+				s.log.Error("skipping an unreadable stored event", "key", binary.BigEndian.Uint64(k), "err", err)
+				return nil
+			}
+			out = append(out, ev)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing pending events: %w", err)
+	}
+	return out, nil
+}
+
+// Done records that the event with this ID was handled: it leaves Pending,
+// and its ID is still remembered for KeepSeen. Unknown IDs are no error.
+func (s *Store) Done(id string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		ids := tx.Bucket(bucketSeen)
+		v := ids.Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		var r seen
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		if r.Done != 0 {
+			return nil
+		}
+		if err := tx.Bucket(bucketEvents).Delete(seqKey(r.Seq)); err != nil {
+			return err
+		}
+		r.Done = s.now().UnixMilli()
+		rec, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		return ids.Put([]byte(id), rec)
+	})
+	if err != nil {
+		return fmt.Errorf("marking event %s done: %w", id, err)
+	}
+	return nil
+}
+
+// Prune forgets the IDs of events done more than KeepSeen ago; OpenStore
+// calls it, a long-running daemon may call it daily.
+func (s *Store) Prune() error {
+	if err := s.db.Update(s.prune); err != nil {
+		return fmt.Errorf("pruning the event store: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) prune(tx *bolt.Tx) error {
+	limit := s.now().Add(-KeepSeen).UnixMilli()
+	ids := tx.Bucket(bucketSeen)
+	var old [][]byte
+	err := ids.ForEach(func(k, v []byte) error {
+		var r seen
+		// Pending events are never forgotten; only done ones age out.
+		if json.Unmarshal(v, &r) == nil && r.Done != 0 && r.Done < limit {
+			old = append(old, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Deleting while iterating would skip keys: delete afterwards.
+	for _, k := range old {
+		if err := ids.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func seqKey(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
