@@ -1,0 +1,168 @@
+package notifications
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// MaxBody is the largest webhook body accepted; providers' payloads are far
+// smaller, and a bigger one gets 413 before any of it is kept.
+const MaxBody = 1 << 20
+
+// Timeouts the caller should give the http.Server that serves a Server
+// (HTTPServer does): a client that sends its headers or body slowly cannot
+// hold a connection for long.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 120 * time.Second
+)
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	Sources []Source
+	Store   *Store
+	// OnEvent is called with each fresh event once it is stored, before
+	// the 2xx. It runs on the request's goroutine and must not block (for
+	// example a non-blocking send that wakes the consumer, which reads
+	// Store.Pending): the event is already safe, so a missed wake-up is
+	// caught by the consumer's next read.
+	OnEvent func(Event)
+	Logger  *slog.Logger
+	Now     func() time.Time // for tests; default time.Now
+}
+
+// Server is the webhook endpoint: POST /hooks/<source> (slack:
+// /hooks/<source>/<secret>). It verifies, parses, stores, and only then
+// answers 2xx: 202 for a fresh event, 200 {"duplicate":true} for a replay.
+type Server struct {
+	sources map[string]Source
+	store   *Store
+	onEvent func(Event)
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// NewServer checks every source and refuses duplicate names.
+func NewServer(o ServerOptions) (*Server, error) {
+	if o.Store == nil {
+		return nil, errors.New("webhook server: no store")
+	}
+	s := &Server{sources: map[string]Source{}, store: o.Store, onEvent: o.OnEvent, log: o.Logger, now: o.Now}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.onEvent == nil {
+		s.onEvent = func(Event) {}
+	}
+	var errs []error
+	for _, src := range o.Sources {
+		if err := src.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, dup := s.sources[src.Name]; dup {
+			errs = append(errs, fmt.Errorf("source %s: defined twice", src.Name))
+			continue
+		}
+		s.sources[src.Name] = src
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("webhook sources: %w", err)
+	}
+	return s, nil
+}
+
+// HTTPServer returns an http.Server for addr with the timeouts above.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr: addr, Handler: s,
+		ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
+		WriteTimeout: WriteTimeout, IdleTimeout: IdleTimeout,
+		MaxHeaderBytes: 64 << 10,
+	}
+}
+
+// URL is the path at which src is reached, for help and the hooks command.
+// A slack source's path holds its secret: show it only to admins.
+func URL(src Source) string {
+	if src.Kind == KindSlack {
+		return "/hooks/" + src.Name + "/" + src.Secret
+	}
+	return "/hooks/" + src.Name
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/hooks/")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	name, pathSecret, hasSecret := strings.Cut(rest, "/")
+	src, ok := s.sources[name]
+	if !ok || (hasSecret && src.Kind != KindSlack) {
+		http.NotFound(w, r)
+		return
+	}
+	// Never log r.URL: for slack it holds the secret.
+	log := s.log.With("source", src.Name, "kind", src.Kind, "remote", r.RemoteAddr)
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			log.Warn("refusing a webhook: body too large", "limit", MaxBody)
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		log.Warn("reading a webhook body", "err", err)
+		http.Error(w, "cannot read body", http.StatusBadRequest)
+		return
+	}
+	now := s.now()
+	if err := src.Verify(r.Header, body, pathSecret, now); err != nil {
+		// err is a *SignatureError: it names no secret.
+		log.Warn("refusing a webhook", "err", err)
+		http.Error(w, "signature check failed", http.StatusUnauthorized)
+		return
+	}
+	ev, err := src.Parse(r.Header, body, now)
+	if err != nil {
+		log.Warn("refusing a webhook", "err", err)
+		http.Error(w, "cannot parse the payload", http.StatusBadRequest)
+		return
+	}
+	fresh, err := s.store.Accept(ev)
+	if err != nil {
+		// No 2xx: the provider retries, and nothing is lost.
+		log.Error("storing a webhook", "id", ev.ID, "err", err)
+		http.Error(w, "cannot store the event", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !fresh {
+		log.Info("webhook replay dropped", "id", ev.ID)
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"duplicate":true}`+"\n")
+		return
+	}
+	log.Info("webhook accepted", "id", ev.ID, "type", ev.Type, "project", ev.Project)
+	s.onEvent(ev)
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = io.WriteString(w, `{"accepted":true}`+"\n")
+}

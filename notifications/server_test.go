@@ -1,0 +1,216 @@
+package notifications
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// sampleFor is a valid payload and the headers naming its event, per kind.
+var sampleFor = map[string]struct {
+	file   string
+	header map[string]string
+}{
+	KindGitLab:    {"gitlab_pipeline.json", map[string]string{"X-Gitlab-Event": "Pipeline Hook"}},
+	KindGitHub:    {"github_workflow_run_success.json", map[string]string{"X-GitHub-Event": "workflow_run"}},
+	KindGitea:     {"gitea_push.json", map[string]string{"X-Gitea-Event": "push"}},
+	KindNextcloud: {"nextcloud_node_created.json", nil},
+	KindGeneric:   {"generic_deploy.json", nil},
+	KindSlack:     {"slack_message.json", nil},
+}
+
+type testServer struct {
+	srv  *Server
+	ts   *httptest.Server
+	logs *bytes.Buffer
+	mu   sync.Mutex
+	got  []Event
+}
+
+func newTestServer(t *testing.T) *testServer {
+	t.Helper()
+	var sources []Source
+	for _, k := range allKinds {
+		sources = append(sources, Source{Name: "src-" + k, Kind: k, Secret: testSecret})
+	}
+	st := openTestStore(t, filepath.Join(t.TempDir(), "events.db"))
+	x := &testServer{logs: &bytes.Buffer{}}
+	var logMu sync.Mutex
+	srv, err := NewServer(ServerOptions{
+		Sources: sources, Store: st,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, x.logs}, nil)),
+		Now:    func() time.Time { return testNow },
+		OnEvent: func(ev Event) {
+			x.mu.Lock()
+			x.got = append(x.got, ev)
+			x.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.srv = srv
+	x.ts = httptest.NewServer(srv)
+	t.Cleanup(x.ts.Close)
+	return x
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (x *testServer) post(t *testing.T, method, path string, h http.Header, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, x.ts.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := x.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServer(t *testing.T) {
+	x := newTestServer(t)
+	big := bytes.Repeat([]byte("a"), 10<<20)
+	for _, kind := range allKinds {
+		sample := sampleFor[kind]
+		body := readSample(t, sample.file)
+		path := "/hooks/src-" + kind
+		request := func(secret string, body []byte, at time.Time) (http.Header, string) {
+			h, ps := goodHeaders(kind, secret, body, at)
+			for k, v := range sample.header {
+				h.Set(k, v)
+			}
+			p := path
+			if ps != "" {
+				p += "/" + ps
+			}
+			return h, p
+		}
+		for _, tc := range []struct {
+			name     string
+			secret   string
+			body     []byte
+			at       time.Time
+			mutate   func(h http.Header) // after signing
+			method   string
+			want     int
+			wantBody string
+		}{
+			{name: "good", want: http.StatusAccepted},
+			{name: "replay", want: http.StatusOK, wantBody: `{"duplicate":true}`},
+			{name: "wrong secret", secret: "wrong-wrong-wrong-wrong", want: http.StatusUnauthorized},
+			{name: "missing header", mutate: func(h http.Header) { h.Del(sigHeader[kind]) }, want: http.StatusUnauthorized},
+			{name: "too big", body: big, want: http.StatusRequestEntityTooLarge},
+			{name: "unparsable", body: []byte(`{"half":`), want: http.StatusBadRequest},
+			{name: "GET", method: http.MethodGet, want: http.StatusMethodNotAllowed},
+			{name: "stale timestamp", at: testNow.Add(-10 * time.Minute), want: http.StatusUnauthorized},
+		} {
+			t.Run(kind+"/"+tc.name, func(t *testing.T) {
+				if tc.secret == "" {
+					tc.secret = testSecret
+				}
+				if tc.body == nil {
+					tc.body = body
+				}
+				if tc.at.IsZero() {
+					tc.at = testNow
+				}
+				if tc.method == "" {
+					tc.method = http.MethodPost
+				}
+				stale := !tc.at.Equal(testNow)
+				if stale && kind != KindGeneric {
+					t.Skip("only the generic kind signs a time")
+				}
+				h, p := request(tc.secret, tc.body, tc.at)
+				if kind == KindSlack && tc.name == "missing header" {
+					p = path // the secret is the missing path element
+				}
+				if tc.mutate != nil {
+					tc.mutate(h)
+				}
+				code, got := x.post(t, tc.method, p, h, tc.body)
+				if code != tc.want {
+					t.Fatalf("status = %d (%s), want %d", code, strings.TrimSpace(got), tc.want)
+				}
+				if tc.wantBody != "" && strings.TrimSpace(got) != tc.wantBody {
+					t.Fatalf("body = %q, want %q", got, tc.wantBody)
+				}
+			})
+		}
+	}
+
+	// Each kind's good request, and only it, reached the consumer and the store.
+	if len(x.got) != len(allKinds) {
+		t.Fatalf("consumer got %d events, want %d: %+v", len(x.got), len(allKinds), x.got)
+	}
+	pending, err := x.srv.store.Pending()
+	if err != nil || len(pending) != len(allKinds) {
+		t.Fatalf("store holds %d events (%v), want %d", len(pending), err, len(allKinds))
+	}
+	for i, ev := range x.got {
+		if pending[i].ID != ev.ID || ev.Source != "src-"+allKinds[i] {
+			t.Errorf("event %d: consumer %s/%s, store %s", i, ev.Source, ev.ID, pending[i].ID)
+		}
+	}
+	if logs := x.logs.String(); strings.Contains(logs, testSecret) || !strings.Contains(logs, "refusing a webhook") {
+		t.Fatalf("logs reveal the secret or say nothing:\n%s", logs)
+	}
+}
+
+func TestServerRouting(t *testing.T) {
+	x := newTestServer(t)
+	for _, tc := range []struct {
+		name, path string
+		want       int
+	}{
+		{"unknown source", "/hooks/nobody", http.StatusNotFound},
+		{"outside /hooks", "/other", http.StatusNotFound},
+		{"secret path on a non-slack source", "/hooks/src-gitlab/" + testSecret, http.StatusNotFound},
+		{"slack with a wrong secret", "/hooks/src-slack/wrong", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if code, body := x.post(t, http.MethodPost, tc.path, nil, []byte(`{"text":"x"}`)); code != tc.want {
+				t.Fatalf("status = %d (%s), want %d", code, body, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewServerRefusesBadSources(t *testing.T) {
+	st := openTestStore(t, filepath.Join(t.TempDir(), "events.db"))
+	_, err := NewServer(ServerOptions{Store: st, Sources: []Source{
+		{Name: "a", Kind: KindGitHub, Secret: testSecret},
+		{Name: "a", Kind: KindGitLab, Secret: testSecret},
+		{Name: "b", Kind: "svn", Secret: testSecret},
+	}})
+	if err == nil || !strings.Contains(err.Error(), "source a: defined twice") || !strings.Contains(err.Error(), "source b") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), testSecret) {
+		t.Fatalf("error reveals the secret: %v", err)
+	}
+}
