@@ -1,0 +1,591 @@
+package notifications
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+)
+
+// Recipe turns matching events into a chain of actions. Empty filters
+// match everything; a filter with several values matches any of them.
+type Recipe struct {
+	Name   string `yaml:"name"`
+	Source string `yaml:"source"` // a configured source's name, or "docker" / "maintenance"
+
+	Events   []string `yaml:"events,omitempty"`   // Event.Type, exact
+	Projects []string `yaml:"projects,omitempty"` // path.Match globs: "group/*"
+	Branches []string `yaml:"branches,omitempty"` // path.Match globs on Event.Ref: "main", "release/*"
+	Statuses []string `yaml:"statuses,omitempty"` // Event.Status, exact
+	// StatusChanged keeps only events whose status flipped between success
+	// and failed for the same source, project, ref and type; see
+	// Engine.Handle for the first event ever.
+	StatusChanged bool `yaml:"status_changed,omitempty"`
+
+	Actions []Action `yaml:"actions"`
+}
+
+// Action is one step of a recipe's chain: exactly one kind is set.
+type Action struct {
+	Post    *PostAction    `yaml:"post,omitempty"`
+	Command *CommandAction `yaml:"command,omitempty"`
+	Forward *ForwardAction `yaml:"forward,omitempty"`
+}
+
+// PostAction posts a text/template rendered over the event (Mattermost
+// markdown). The template sees the Event's fields and .Data, the decoded
+// payload, so provider fields the Event does not name stay reachable.
+type PostAction struct {
+	Channel  string `yaml:"channel"`
+	Template string `yaml:"template"`
+}
+
+// CommandAction runs a Summoner command, such as deploy-on-green's
+// "update myapp", with the permission level the config grants it: the
+// event has no user whose level could be asked.
+type CommandAction struct {
+	Line  string `yaml:"line"`
+	Level string `yaml:"level"` // everyone, operator or admin
+	// Channel receives the command's replies; "" only logs them.
+	Channel string `yaml:"channel,omitempty"`
+}
+
+// ForwardAction POSTs the event as JSON to another URL.
+type ForwardAction struct {
+	URL     string        `yaml:"url"`
+	Timeout time.Duration `yaml:"timeout,omitempty"` // default 10s
+}
+
+// Internal sources are always known to Validate: Summoner feeds them itself.
+const (
+	SourceDocker      = "docker"
+	SourceMaintenance = "maintenance"
+)
+
+// Permission levels a command action may carry, as commands names them.
+var recipeLevels = []string{"everyone", "operator", "admin"}
+
+const (
+	defaultForwardTimeout = 10 * time.Second
+	defaultPostTimeout    = 30 * time.Second
+	defaultCommandTimeout = 15 * time.Minute
+)
+
+// Poster posts a message in a channel, by name. The daemon wires it to the
+// persistent outbox; this package never imports chat.
+type Poster interface {
+	Post(ctx context.Context, channel, text string) error
+}
+
+// Commander runs a command line at a permission level, as the commands
+// router would for a user of that level. reply receives the command's
+// answers and progress; it may be called from the command's goroutine.
+type Commander interface {
+	Run(ctx context.Context, commandLine, level string, reply func(text string)) error
+}
+
+// StatusMemory remembers the last final status per key (source, project,
+// ref and type) for the status-changed filter. Implementations must be safe
+// for concurrent use; a persistent one lets a restart keep the history.
+type StatusMemory interface {
+	// Swap stores status under key and returns what was there before;
+	// known is false when the key was never seen.
+	Swap(ctx context.Context, key, status string) (previous string, known bool, err error)
+}
+
+// MemoryStatus is a StatusMemory in memory, for tests and for a bot that
+// accepts forgetting history on restart.
+type MemoryStatus struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+var _ StatusMemory = (*MemoryStatus)(nil)
+
+// Swap implements StatusMemory.
+func (s *MemoryStatus) Swap(_ context.Context, key, status string) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = make(map[string]string)
+	}
+	prev, ok := s.m[key]
+	s.m[key] = status
+	return prev, ok, nil
+}
+
+// Validate checks recipes against the configured source names and returns
+// every problem at once, each prefixed with its recipe's name, so a bad
+// config is refused at start with all that needs fixing.
+func Validate(recipes []Recipe, sources []string) error {
+	var errs []error
+	seen := make(map[string]bool)
+	for i, r := range recipes {
+		name := r.Name
+		if name == "" {
+			name = fmt.Sprintf("#%d", i+1)
+			errs = append(errs, fmt.Errorf("recipe %s: no name", name))
+		} else if seen[name] {
+			errs = append(errs, fmt.Errorf("recipe %q: the name is used twice", name))
+		}
+		seen[r.Name] = true
+		for _, p := range recipeProblems(r, sources) {
+			errs = append(errs, fmt.Errorf("recipe %q: %s", name, p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func recipeProblems(r Recipe, sources []string) []string {
+	var ps []string
+	switch {
+	case r.Source == "":
+		ps = append(ps, "no source")
+	case r.Source != SourceDocker && r.Source != SourceMaintenance && !slices.Contains(sources, r.Source):
+		ps = append(ps, fmt.Sprintf("unknown source %q (known: %s)", r.Source,
+			strings.Join(append(slices.Clone(sources), SourceDocker, SourceMaintenance), ", ")))
+	}
+	return append(ps, recipeShapeProblems(r)...)
+}
+
+// recipeShapeProblems checks what needs no config beyond the recipe:
+// globs and actions. NewEngine checks it too, so an engine never holds a
+// recipe it could not run.
+func recipeShapeProblems(r Recipe) []string {
+	var ps []string
+	for _, g := range append(slices.Clone(r.Projects), r.Branches...) {
+		if _, err := path.Match(g, ""); err != nil {
+			ps = append(ps, fmt.Sprintf("bad glob %q: %v", g, err))
+		}
+	}
+	if len(r.Actions) == 0 {
+		ps = append(ps, "no actions")
+	}
+	for i, a := range r.Actions {
+		if p := recipeActionProblem(a); p != "" {
+			ps = append(ps, fmt.Sprintf("action %d: %s", i+1, p))
+		}
+	}
+	return ps
+}
+
+func recipeActionProblem(a Action) string {
+	kinds := recipeKinds(a)
+	if len(kinds) == 0 {
+		return "no kind (want one of post, command, forward)"
+	}
+	if len(kinds) > 1 {
+		return fmt.Sprintf("two kinds or more (%s): one action does one thing", strings.Join(kinds, ", "))
+	}
+	switch {
+	case a.Post != nil:
+		if a.Post.Channel == "" {
+			return "post: no channel"
+		}
+		if _, err := recipeParseTemplate(a.Post.Template); err != nil {
+			return fmt.Sprintf("post: template: %v", err)
+		}
+	case a.Command != nil:
+		if strings.TrimSpace(a.Command.Line) == "" {
+			return "command: no command line"
+		}
+		if a.Command.Level == "" {
+			return "command: no level (want everyone, operator or admin)"
+		}
+		if !slices.Contains(recipeLevels, a.Command.Level) {
+			return fmt.Sprintf("command: unknown level %q (want everyone, operator or admin)", a.Command.Level)
+		}
+	case a.Forward != nil:
+		u, err := url.Parse(a.Forward.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Sprintf("forward: url %q is not an http(s) URL", a.Forward.URL)
+		}
+		if a.Forward.Timeout < 0 {
+			return "forward: negative timeout"
+		}
+	}
+	return ""
+}
+
+func recipeKinds(a Action) []string {
+	var k []string
+	if a.Post != nil {
+		k = append(k, "post")
+	}
+	if a.Command != nil {
+		k = append(k, "command")
+	}
+	if a.Forward != nil {
+		k = append(k, "forward")
+	}
+	return k
+}
+
+// recipeFuncs are the helpers templates may call.
+var recipeFuncs = template.FuncMap{
+	// short cuts a commit SHA to the 8 characters people read.
+	"short": func(sha string) string {
+		if len(sha) > 8 {
+			return sha[:8]
+		}
+		return sha
+	},
+	// link writes a Mattermost markdown link; brackets in the text are
+	// escaped so a commit title cannot break it.
+	"link": func(text, u string) string {
+		if u == "" {
+			return text
+		}
+		text = strings.NewReplacer("[", `\[`, "]", `\]`).Replace(text)
+		return "[" + text + "](" + u + ")"
+	},
+	// icon gives an emoji for a status, so a channel reads at a glance.
+	"icon": func(status string) string {
+		switch status {
+		case "success":
+			return ":white_check_mark:"
+		case "failed":
+			return ":x:"
+		case "running", "pending":
+			return ":hourglass:"
+		case "canceled":
+			return ":no_entry_sign:"
+		}
+		return ":grey_question:"
+	},
+}
+
+func recipeParseTemplate(text string) (*template.Template, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, errors.New("empty")
+	}
+	return template.New("post").Funcs(recipeFuncs).Option("missingkey=zero").Parse(text)
+}
+
+// recipeTemplateData is what a post template sees: the Event's fields, and
+// .Data, the payload decoded as generic JSON.
+type recipeTemplateData struct {
+	Event
+	Data map[string]any
+}
+
+// recipeCompiled is a validated recipe with its templates parsed once.
+type recipeCompiled struct {
+	Recipe
+	templates []*template.Template // by action index; nil for non-post actions
+}
+
+// EngineOptions configure an Engine. Poster is required; Commander is
+// required when a recipe runs commands.
+type EngineOptions struct {
+	Poster         Poster
+	Commander      Commander
+	HTTPClient     *http.Client  // default: a client without its own timeout (each call gets one)
+	Memory         StatusMemory  // default: MemoryStatus
+	PostTimeout    time.Duration // default 30s
+	CommandTimeout time.Duration // default 15m
+	Logger         *slog.Logger
+}
+
+// Engine runs every recipe matching an event. One recipe's failure never
+// stops the others, as diun's notifier fan-out never stops at the first
+// failing notifier.
+type Engine struct {
+	o       EngineOptions
+	recipes []recipeCompiled
+	log     *slog.Logger
+}
+
+// NewEngine compiles recipes. It refuses a recipe it could not run (a bad
+// glob, template or action); names and sources are Validate's job, which
+// the daemon calls first against its config.
+func NewEngine(recipes []Recipe, o EngineOptions) (*Engine, error) {
+	if o.Poster == nil {
+		return nil, errors.New("notifications engine: no poster")
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{}
+	}
+	if o.Memory == nil {
+		o.Memory = &MemoryStatus{}
+	}
+	if o.PostTimeout <= 0 {
+		o.PostTimeout = defaultPostTimeout
+	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = defaultCommandTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	var errs []error
+	e := &Engine{o: o, log: o.Logger.With("component", "recipes")}
+	for _, r := range recipes {
+		for _, p := range recipeShapeProblems(r) {
+			errs = append(errs, fmt.Errorf("recipe %q: %s", r.Name, p))
+		}
+		c := recipeCompiled{Recipe: r, templates: make([]*template.Template, len(r.Actions))}
+		for j, a := range r.Actions {
+			if a.Post != nil {
+				// A template that does not parse is already reported above.
+				c.templates[j], _ = recipeParseTemplate(a.Post.Template)
+			}
+			if a.Command != nil && o.Commander == nil {
+				errs = append(errs, fmt.Errorf("recipe %q: action %d: commands are not available here", r.Name, j+1))
+			}
+		}
+		e.recipes = append(e.recipes, c)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// recipeMatch tells whether ev passes r's filters, except StatusChanged,
+// which needs the engine's memory; reason says which filter refused it.
+func recipeMatch(r *Recipe, ev *Event) (ok bool, reason string) {
+	switch {
+	case r.Source != ev.Source:
+		return false, fmt.Sprintf("source %q is not %q", ev.Source, r.Source)
+	case len(r.Events) > 0 && !slices.Contains(r.Events, ev.Type):
+		return false, fmt.Sprintf("event type %q is not one of %s", ev.Type, strings.Join(r.Events, ", "))
+	case len(r.Projects) > 0 && !recipeGlobAny(r.Projects, ev.Project):
+		return false, fmt.Sprintf("project %q matches none of %s", ev.Project, strings.Join(r.Projects, ", "))
+	case len(r.Branches) > 0 && !recipeGlobAny(r.Branches, ev.Ref):
+		return false, fmt.Sprintf("ref %q matches none of %s", ev.Ref, strings.Join(r.Branches, ", "))
+	case len(r.Statuses) > 0 && !slices.Contains(r.Statuses, ev.Status):
+		return false, fmt.Sprintf("status %q is not one of %s", ev.Status, strings.Join(r.Statuses, ", "))
+	}
+	return true, ""
+}
+
+func recipeGlobAny(globs []string, s string) bool {
+	for _, g := range globs {
+		if ok, err := path.Match(g, s); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
+// recipeFinal reports whether a status takes part in the status-changed
+// filter: running or canceled says nothing about whether the build is fixed.
+func recipeFinal(status string) bool { return status == "success" || status == "failed" }
+
+// Handle runs the actions of every recipe matching ev, recipe after
+// recipe, in config order. Within a recipe the chain stops at its first
+// failed action, since a later step may rely on an earlier one (announce,
+// then deploy); the other recipes still run. The error joins every
+// failure, each naming its recipe and action.
+//
+// Status changed: every success or failed event is remembered per source,
+// project, ref and type, whatever the recipes. The first such event ever
+// counts as a change when it is a failure and not when it is a success:
+// with no history (a new project, a lost state file) a broken build must
+// still be heard, and a green one is no news.
+func (e *Engine) Handle(ctx context.Context, ev Event) error {
+	changed, memErr := e.statusChanged(ctx, &ev)
+	var errs []error
+	for i := range e.recipes {
+		r := &e.recipes[i]
+		if ok, why := recipeMatch(&r.Recipe, &ev); !ok {
+			e.log.Debug("recipe skipped", "recipe", r.Name, "event", ev.ID, "why", why)
+			continue
+		}
+		if r.StatusChanged {
+			if memErr != nil {
+				errs = append(errs, fmt.Errorf("recipe %q: %w", r.Name, memErr))
+				continue
+			}
+			if !changed {
+				e.log.Debug("recipe skipped", "recipe", r.Name, "event", ev.ID, "why", "status did not change")
+				continue
+			}
+		}
+		if err := e.run(ctx, r, &ev); err != nil {
+			e.log.Error("running recipe", "recipe", r.Name, "event", ev.ID, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) statusChanged(ctx context.Context, ev *Event) (bool, error) {
+	if !recipeFinal(ev.Status) {
+		return false, nil
+	}
+	key := strings.Join([]string{ev.Source, ev.Project, ev.Ref, ev.Type}, "\x00")
+	prev, known, err := e.o.Memory.Swap(ctx, key, ev.Status)
+	if err != nil {
+		return false, fmt.Errorf("remembering the status of %s %s: %w", ev.Project, ev.Ref, err)
+	}
+	if !known || !recipeFinal(prev) {
+		return ev.Status == "failed", nil
+	}
+	return prev != ev.Status, nil
+}
+
+func (e *Engine) run(ctx context.Context, r *recipeCompiled, ev *Event) error {
+	data := recipeData(ev)
+	for j, a := range r.Actions {
+		var err error
+		switch {
+		case a.Post != nil:
+			err = e.post(ctx, r.templates[j], a.Post.Channel, data)
+		case a.Command != nil:
+			err = e.command(ctx, a.Command)
+		case a.Forward != nil:
+			err = e.forward(ctx, a.Forward, ev)
+		}
+		if err != nil {
+			return fmt.Errorf("recipe %q: action %d (%s): %w", r.Name, j+1, recipeKinds(a)[0], err)
+		}
+	}
+	return nil
+}
+
+func recipeData(ev *Event) recipeTemplateData {
+	d := recipeTemplateData{Event: *ev}
+	// A payload that is not a JSON object leaves .Data empty rather than
+	// failing the post: the Event's own fields are still worth posting.
+	// UseNumber keeps ids such as 30433642 as written, not 3.0433642e+07.
+	if len(ev.Payload) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(ev.Payload))
+		dec.UseNumber()
+		if err := dec.Decode(&d.Data); err != nil {
+			d.Data = nil
+		}
+	}
+	return d
+}
+
+func recipeRender(t *template.Template, data recipeTemplateData) (string, error) {
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		return "", fmt.Errorf("rendering the template: %w", err)
+	}
+	return strings.TrimSpace(b.String()), nil
+}
+
+func (e *Engine) post(ctx context.Context, t *template.Template, channel string, data recipeTemplateData) error {
+	text, err := recipeRender(t, data)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.o.PostTimeout)
+	defer cancel()
+	if err := e.o.Poster.Post(ctx, channel, text); err != nil {
+		return fmt.Errorf("posting in %s: %w", channel, err)
+	}
+	return nil
+}
+
+func (e *Engine) command(ctx context.Context, c *CommandAction) error {
+	ctx, cancel := context.WithTimeout(ctx, e.o.CommandTimeout)
+	defer cancel()
+	reply := func(text string) {
+		if c.Channel == "" {
+			e.log.Info("recipe command reply", "command", c.Line, "text", text)
+			return
+		}
+		pctx, pcancel := context.WithTimeout(ctx, e.o.PostTimeout)
+		defer pcancel()
+		if err := e.o.Poster.Post(pctx, c.Channel, text); err != nil {
+			e.log.Error("posting a recipe command's reply", "command", c.Line, "channel", c.Channel, "err", err)
+		}
+	}
+	if err := e.o.Commander.Run(ctx, c.Line, c.Level, reply); err != nil {
+		return fmt.Errorf("running %q: %w", c.Line, err)
+	}
+	return nil
+}
+
+func (e *Engine) forward(ctx context.Context, f *ForwardAction, ev *Event) error {
+	timeout := f.Timeout
+	if timeout <= 0 {
+		timeout = defaultForwardTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encoding the event: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("forwarding to %s: %w", recipeRedact(f.URL), err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.o.HTTPClient.Do(req)
+	if err != nil {
+		// url.Error repeats the URL, query secrets included; say only where.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("forwarding to %s: %w", recipeRedact(f.URL), err)
+	}
+	defer resp.Body.Close()
+	// Drain a little so the connection can be reused, never a whole body.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("forwarding to %s: %s", recipeRedact(f.URL), resp.Status)
+	}
+	return nil
+}
+
+// recipeRedact keeps a URL's scheme, host and path: forward URLs often
+// carry a token in the query or the user info.
+func recipeRedact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(bad url)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	u.Fragment = ""
+	return u.String()
+}
+
+// ErrNoRecipe is returned by Preview for a name no recipe has.
+var ErrNoRecipe = errors.New("no such recipe")
+
+// Preview renders what the named recipe's post actions would post for ev,
+// without posting, running or forwarding anything, and without touching
+// the status memory. It renders even when ev does not pass the filters;
+// then matched is false and reason says which filter refused it, so
+// `hooks test` can show both.
+func (e *Engine) Preview(name string, ev Event) (posts []string, matched bool, reason string, err error) {
+	for i := range e.recipes {
+		r := &e.recipes[i]
+		if r.Name != name {
+			continue
+		}
+		matched, reason = recipeMatch(&r.Recipe, &ev)
+		data := recipeData(&ev)
+		for j, a := range r.Actions {
+			if a.Post == nil {
+				continue
+			}
+			text, err := recipeRender(r.templates[j], data)
+			if err != nil {
+				return nil, matched, reason, fmt.Errorf("recipe %q: action %d (post): %w", name, j+1, err)
+			}
+			posts = append(posts, text)
+		}
+		return posts, matched, reason, nil
+	}
+	return nil, false, "", fmt.Errorf("previewing %q: %w", name, ErrNoRecipe)
+}
