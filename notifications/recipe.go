@@ -241,15 +241,7 @@ var recipeFuncs = template.FuncMap{
 		}
 		return sha
 	},
-	// link writes a Mattermost markdown link; brackets in the text are
-	// escaped so a commit title cannot break it.
-	"link": func(text, u string) string {
-		if u == "" {
-			return text
-		}
-		text = strings.NewReplacer("[", `\[`, "]", `\]`).Replace(text)
-		return "[" + text + "](" + u + ")"
-	},
+	"link": recipeLink,
 	// icon gives an emoji for a status, so a channel reads at a glance.
 	"icon": func(status string) string {
 		switch status {
@@ -264,6 +256,16 @@ var recipeFuncs = template.FuncMap{
 		}
 		return ":grey_question:"
 	},
+}
+
+// recipeLink writes a Mattermost markdown link; brackets in the text are
+// escaped so a commit title cannot break it.
+func recipeLink(text, u string) string {
+	if u == "" {
+		return text
+	}
+	text = strings.NewReplacer("[", `\[`, "]", `\]`).Replace(text)
+	return "[" + text + "](" + u + ")"
 }
 
 func recipeParseTemplate(text string) (*template.Template, error) {
@@ -391,7 +393,7 @@ func recipeFinal(status string) bool { return status == "success" || status == "
 // failure, each naming its recipe and action.
 //
 // Status changed: every success or failed event is remembered per source,
-// project, ref and type, whatever the recipes. The first such event ever
+// project, ref and type (and workflow, for GitHub), whatever the recipes. The first such event ever
 // counts as a change when it is a failure and not when it is a success:
 // with no history (a new project, a lost state file) a broken build must
 // still be heard, and a green one is no news.
@@ -426,7 +428,7 @@ func (e *Engine) statusChanged(ctx context.Context, ev *Event) (bool, error) {
 	if !recipeFinal(ev.Status) {
 		return false, nil
 	}
-	key := strings.Join([]string{ev.Source, ev.Project, ev.Ref, ev.Type}, "\x00")
+	key := strings.Join([]string{ev.Source, ev.Project, ev.Ref, ev.Type, recipeWorkflow(ev)}, "\x00")
 	prev, known, err := e.o.Memory.Swap(ctx, key, ev.Status)
 	if err != nil {
 		return false, fmt.Errorf("remembering the status of %s %s: %w", ev.Project, ev.Ref, err)
@@ -435,6 +437,28 @@ func (e *Engine) statusChanged(ctx context.Context, ev *Event) (bool, error) {
 		return ev.Status == "failed", nil
 	}
 	return prev != ev.Status, nil
+}
+
+// recipeWorkflow names the workflow of a GitHub workflow_run, since one
+// repository runs several (Build, Lint) on the same branch: keyed only by
+// project and ref, a red Lint after a green Build would read as a change.
+func recipeWorkflow(ev *Event) string {
+	if ev.Type != "workflow_run" || len(ev.Payload) == 0 {
+		return ""
+	}
+	var p struct {
+		WorkflowRun struct {
+			WorkflowID json.Number `json:"workflow_id"`
+			Name       string      `json:"name"`
+		} `json:"workflow_run"`
+	}
+	if err := json.Unmarshal(ev.Payload, &p); err != nil {
+		return ""
+	}
+	if p.WorkflowRun.WorkflowID != "" {
+		return p.WorkflowRun.WorkflowID.String()
+	}
+	return p.WorkflowRun.Name
 }
 
 func (e *Engine) run(ctx context.Context, r *recipeCompiled, ev *Event) error {
@@ -476,13 +500,28 @@ func recipeRender(t *template.Template, data recipeTemplateData) (string, error)
 	if err := t.Execute(&b, data); err != nil {
 		return "", fmt.Errorf("rendering the template: %w", err)
 	}
-	return strings.TrimSpace(b.String()), nil
+	// A payload field the sender left out prints as "<no value>" (missingkey
+	// does not apply to JSON's map[string]any); an empty string reads better.
+	return strings.TrimSpace(strings.ReplaceAll(b.String(), "<no value>", "")), nil
+}
+
+// recipeFallback is posted when a template fails on an event (a field
+// missing from this provider's payload): the event still reaches the
+// channel, with why it looks plain.
+func recipeFallback(data recipeTemplateData, err error) string {
+	title := data.Title
+	if title == "" {
+		title = strings.TrimSpace(data.Type + " " + data.Project + " " + data.Ref + " " + data.Status)
+	}
+	return recipeLink(title, data.URL) +
+		"\n_(the recipe's template failed: " + err.Error() + ")_"
 }
 
 func (e *Engine) post(ctx context.Context, t *template.Template, channel string, data recipeTemplateData) error {
 	text, err := recipeRender(t, data)
 	if err != nil {
-		return err
+		e.log.Error("rendering a recipe template; posting the plain event", "event", data.ID, "err", err)
+		text = recipeFallback(data, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.o.PostTimeout)
 	defer cancel()

@@ -173,6 +173,24 @@ func TestRecipeStatusChanged(t *testing.T) {
 		}
 	})
 
+	t.Run("github workflows are apart", func(t *testing.T) {
+		p := &recipePoster{}
+		e := recipeEngine(t, []Recipe{{Name: "changes", Source: "gh", StatusChanged: true,
+			Actions: []Action{recipePost("ci", "{{.Data.workflow_run.name}} {{.Status}}")}}}, p)
+		run := func(name, status string) Event {
+			return Event{Source: "gh", Type: "workflow_run", Project: "o/r", Ref: "main", Status: status,
+				Payload: json.RawMessage(`{"workflow_run":{"name":"` + name + `"}}`)}
+		}
+		for _, ev := range []Event{run("Build", "success"), run("Lint", "failed"), run("Build", "success"), run("Lint", "success")} {
+			if err := e.Handle(t.Context(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := strings.Join(p.got(), "|"); got != "ci: Lint failed|ci: Lint success" {
+			t.Errorf("posts = %q", got)
+		}
+	})
+
 	t.Run("two recipes see the same change", func(t *testing.T) {
 		p := &recipePoster{}
 		e := recipeEngine(t, []Recipe{
@@ -235,7 +253,7 @@ const (
 	recipeGitLabTemplate = `{{icon .Status}} Pipeline {{link (printf "#%v" .Data.object_attributes.id) .URL}} **{{.Status}}** on {{.Project}}@{{.Ref}}
 {{link (short .Data.commit.id) (printf "%s/-/commit/%s" .Data.project.web_url .Data.commit.id)}} {{.Data.commit.title}} ({{.Data.user.username}})`
 	recipeGitHubTemplate = `{{icon .Status}} {{.Data.workflow_run.name}} (run {{.Data.workflow_run.id}}) {{link (printf "#%v" .Data.workflow_run.run_number) .URL}} **{{.Status}}** on {{.Project}}@{{.Ref}}
-{{short .Data.workflow_run.head_sha}} {{link .Data.workflow_run.head_commit.message .URL}} by {{.Data.sender.login}}`
+{{short .Data.workflow_run.head_sha}}{{with .Data.workflow_run.head_commit}} {{.message}}{{end}} by {{.Data.sender.login}}`
 )
 
 func TestRecipeTemplatesGolden(t *testing.T) {
@@ -273,6 +291,44 @@ func TestRecipeTemplatesGolden(t *testing.T) {
 	}
 }
 
+// From the provider's payload to the chat message: the sources' parser
+// (source.go) makes the Event, the recipe renders it.
+func TestRecipeParsedGolden(t *testing.T) {
+	tests := []struct {
+		name, kind, event, file, template string
+	}{
+		{"parsed_gitlab_pipeline", KindGitLab, "Pipeline Hook", "gitlab_pipeline.json", recipeGitLabTemplate},
+		{"parsed_github_workflow_run_success", KindGitHub, "workflow_run", "github_workflow_run_success.json", recipeGitHubTemplate},
+		{"parsed_github_workflow_run_failure", KindGitHub, "workflow_run", "github_workflow_run_failure.json", recipeGitHubTemplate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := http.Header{}
+			h.Set("X-Gitlab-Event", tt.event)
+			h.Set("X-GitHub-Event", tt.event)
+			ev, err := Source{Name: "ci", Kind: tt.kind}.Parse(h, body, time.Unix(0, 0))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			p := &recipePoster{}
+			e := recipeEngine(t, []Recipe{{Name: "r", Source: "ci", Statuses: []string{"success", "failed"},
+				Actions: []Action{recipePost("ci", tt.template)}}}, p)
+			if err := e.Handle(t.Context(), ev); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			got := p.got()
+			if len(got) != 1 {
+				t.Fatalf("posts = %q (event %+v)", got, ev)
+			}
+			recipeGolden(t, "recipe_"+tt.name+".golden", strings.TrimPrefix(got[0], "ci: "))
+		})
+	}
+}
+
 func recipeGolden(t *testing.T, name, got string) {
 	t.Helper()
 	file := filepath.Join("testdata", name)
@@ -290,6 +346,28 @@ func recipeGolden(t *testing.T, name, got string) {
 	}
 	if got+"\n" != string(want) {
 		t.Errorf("rendered:\n%s\nwant (%s):\n%s", got, file, want)
+	}
+}
+
+func TestRecipeTemplateFailure(t *testing.T) {
+	p := &recipePoster{}
+	e := recipeEngine(t, []Recipe{{Name: "strict", Source: "gh", Actions: []Action{
+		recipePost("ci", "{{.Data.workflow_run.head_commit.message}}"),
+		recipePost("ci", "next"),
+	}}}, p)
+	ev := Event{ID: "x", Source: "gh", Type: "workflow_run", Title: "Workflow Build failed on main",
+		URL: "https://ci/1", Payload: json.RawMessage(`{"workflow_run":{}}`)}
+	if err := e.Handle(t.Context(), ev); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	got := p.got()
+	if len(got) != 2 || !strings.HasPrefix(got[0], "ci: [Workflow Build failed on main](https://ci/1)\n_(the recipe's template failed: ") ||
+		got[1] != "ci: next" {
+		t.Errorf("posts = %q: the event must still be posted, plainly, and the chain go on", got)
+	}
+	// Preview shows the failure itself, since that is what the author must fix.
+	if _, _, _, err := e.Preview("strict", ev); err == nil || !strings.Contains(err.Error(), "head_commit") {
+		t.Errorf("Preview err = %v", err)
 	}
 }
 
