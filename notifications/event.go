@@ -13,16 +13,16 @@ type Event struct {
 	// a hash of the source and the body. A second delivery with the same
 	// ID is a replay and is dropped.
 	ID       string    `json:"id"`
-	Source   string    `json:"source"`   // the configured source's name
-	Kind     string    `json:"kind"`     // gitlab, github, gitea, nextcloud, generic, slack, docker, maintenance
-	Type     string    `json:"type"`     // normalised: push, pipeline, workflow_run, container_died, backup, message, ...
-	Project  string    `json:"project"`  // "group/repo", or the minion
-	Ref      string    `json:"ref"`      // branch or tag, without refs/heads/
-	Status   string    `json:"status"`   // success, failed, running, canceled, ...; "" when none
-	URL      string    `json:"url"`      // link to the pipeline, commit or page
-	Title    string    `json:"title"`    // one line for humans
-	Text     string    `json:"text"`     // slack-style text, or details
-	Channel  string    `json:"channel"`  // a channel the sender asked for (slack), "" otherwise
+	Source   string    `json:"source"`  // the configured source's name
+	Kind     string    `json:"kind"`    // gitlab, github, gitea, nextcloud, generic, slack, docker, maintenance
+	Type     string    `json:"type"`    // normalised: push, pipeline, workflow_run, container_died, backup, message, ...
+	Project  string    `json:"project"` // "group/repo", or the minion
+	Ref      string    `json:"ref"`     // branch or tag, without refs/heads/
+	Status   string    `json:"status"`  // success, failed, running, canceled, ...; "" when none
+	URL      string    `json:"url"`     // link to the pipeline, commit or page
+	Title    string    `json:"title"`   // one line for humans
+	Text     string    `json:"text"`    // slack-style text, or details
+	Channel  string    `json:"channel"` // a channel the sender asked for (slack), "" otherwise
 	Received time.Time `json:"received"`
 	// Payload is the provider's JSON as received, so templates can reach
 	// fields this type does not name.
