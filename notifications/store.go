@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -36,6 +37,11 @@ type Store struct {
 	db  *bolt.DB
 	log *slog.Logger
 	now func() time.Time
+
+	reqs      chan acceptReq
+	quit      chan struct{} // closed by Close
+	stopped   chan struct{} // closed when the committer has returned
+	closeOnce sync.Once
 }
 
 // OpenStore opens or creates the store at path.
@@ -53,7 +59,8 @@ func OpenStore(path string, log *slog.Logger) (*Store, error) {
 		}
 		return nil, fmt.Errorf("opening the event store %s: %w", path, err)
 	}
-	s := &Store{db: db, log: log, now: time.Now}
+	s := &Store{db: db, log: log, now: time.Now,
+		reqs: make(chan acceptReq, maxGroup), quit: make(chan struct{}), stopped: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketSeen} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -66,16 +73,28 @@ func OpenStore(path string, log *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("preparing the event store %s: %w", path, err)
 	}
+	go s.committer()
 	return s, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops accepting, waits for the commit in progress, and closes the
+// file. Accept calls still queued fail, so their callers answer no 2xx and
+// the provider retries.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.stopped
+		err = s.db.Close()
+	})
+	return err
+}
 
 // Accept stores ev durably (the write is synced before it returns) unless
 // its ID was seen before, in which case fresh is false and nothing changes.
-// Concurrent calls share one commit (bbolt's Batch), so the fsync cost is
-// paid once per group, not once per webhook.
+// Concurrent calls share one commit: while one fsync runs, the next calls
+// queue and are written together (group commit), so the fsync cost is paid
+// once per group, not once per webhook, without waiting on a timer.
 func (s *Store) Accept(ev Event) (fresh bool, err error) {
 	if ev.ID == "" {
 		return false, errors.New("accepting an event: no ID")
@@ -84,36 +103,94 @@ func (s *Store) Accept(ev Event) (fresh bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("encoding event %s: %w", ev.ID, err)
 	}
-	now := s.now().UnixMilli()
-	err = s.db.Batch(func(tx *bolt.Tx) error {
-		// Batch may run this again after a failed group: start clean.
-		fresh = false
-		ids := tx.Bucket(bucketSeen)
-		if ids.Get([]byte(ev.ID)) != nil {
-			return nil
-		}
-		evs := tx.Bucket(bucketEvents)
-		seq, err := evs.NextSequence()
-		if err != nil {
-			return err
-		}
-		rec, err := json.Marshal(seen{Seq: seq, Accepted: now})
-		if err != nil {
-			return err
-		}
-		if err := ids.Put([]byte(ev.ID), rec); err != nil {
-			return err
-		}
-		if err := evs.Put(seqKey(seq), v); err != nil {
-			return err
-		}
-		fresh = true
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("storing event %s: %w", ev.ID, err)
+	r := acceptReq{id: []byte(ev.ID), v: v, res: make(chan acceptRes, 1)}
+	select {
+	case s.reqs <- r:
+	case <-s.quit:
+		return false, fmt.Errorf("storing event %s: the store is closed", ev.ID)
 	}
-	return fresh, nil
+	var res acceptRes
+	select {
+	case res = <-r.res:
+	case <-s.stopped:
+		// The committer answers before it stops: look once more.
+		select {
+		case res = <-r.res:
+		default:
+			res.err = errors.New("the store is closed")
+		}
+	}
+	if res.err != nil {
+		return false, fmt.Errorf("storing event %s: %w", ev.ID, res.err)
+	}
+	return res.fresh, nil
+}
+
+type acceptReq struct {
+	id, v []byte
+	res   chan acceptRes
+}
+
+type acceptRes struct {
+	fresh bool
+	err   error
+}
+
+// maxGroup bounds one commit, so a flood cannot make one transaction huge.
+const maxGroup = 512
+
+// committer writes queued Accepts, each group in one transaction.
+func (s *Store) committer() {
+	defer close(s.stopped)
+	for {
+		var group []acceptReq
+		select {
+		case r := <-s.reqs:
+			group = append(group, r)
+		case <-s.quit:
+			return
+		}
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+			default:
+				break gather
+			}
+		}
+		fresh := make([]bool, len(group))
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			clear(fresh)
+			ids, evs := tx.Bucket(bucketSeen), tx.Bucket(bucketEvents)
+			now := s.now().UnixMilli()
+			for i, r := range group {
+				// Seen before, or earlier in this same group.
+				if ids.Get(r.id) != nil {
+					continue
+				}
+				seq, err := evs.NextSequence()
+				if err != nil {
+					return err
+				}
+				rec, err := json.Marshal(seen{Seq: seq, Accepted: now})
+				if err != nil {
+					return err
+				}
+				if err := ids.Put(r.id, rec); err != nil {
+					return err
+				}
+				if err := evs.Put(seqKey(seq), r.v); err != nil {
+					return err
+				}
+				fresh[i] = true
+			}
+			return nil
+		})
+		for i, r := range group {
+			r.res <- acceptRes{fresh: fresh[i] && err == nil, err: err}
+		}
+	}
 }
 
 // Pending lists the events accepted and not yet done, in the order they

@@ -144,3 +144,26 @@ func TestStoreConcurrentAccept(t *testing.T) {
 		t.Fatalf("pending = %d, want 25", n)
 	}
 }
+
+func TestStoreClosedRefusesAccept(t *testing.T) {
+	s := openTestStore(t, filepath.Join(t.TempDir(), "events.db"))
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Racing Close: each call ends, stored or refused, never stuck.
+			_, _ = s.Accept(Event{ID: fmt.Sprint(i)})
+		}()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if _, err := s.Accept(Event{ID: "late"}); err == nil {
+		t.Fatal("a closed store accepted an event")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}

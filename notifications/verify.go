@@ -15,8 +15,10 @@ import (
 // Headers Summoner defines for the kinds that have no header of their own.
 const (
 	// HeaderSecret carries a Nextcloud source's secret. Nextcloud's
-	// webhook_listeners app sends it when the webhook is registered with
-	// authMethod "header" and authData {"X-Summoner-Secret": "<secret>"}.
+	// webhook_listeners app cannot sign, but its registration (OCS API,
+	// POST /ocs/v2.php/apps/webhook_listeners/api/v1/webhooks) takes
+	// custom headers: register with authMethod "header" and authData
+	// {"X-Summoner-Secret": "<secret>"} (or headers with the same map).
 	HeaderSecret = "X-Summoner-Secret"
 	// HeaderSignature is the generic kind's "sha256=<hex>" HMAC-SHA256,
 	// keyed with the secret, of "<timestamp>.<body>".
