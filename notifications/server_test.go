@@ -275,3 +275,30 @@ func benchHTTP(b *testing.B, h http.Handler, req func(int64) (http.Header, []byt
 		}
 	})
 }
+
+// A body without Content-Length (chunked) is cut at MaxBody too.
+func TestServerTooBigChunked(t *testing.T) {
+	x := newTestServer(t)
+	body := io.MultiReader(strings.NewReader(`{"text":"`), io.LimitReader(neverEnding('a'), 10<<20))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, x.ts.URL+"/hooks/src-slack/"+testSecret, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := x.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status = %d, want 413", resp.StatusCode)
+	}
+}
+
+type neverEnding byte
+
+func (b neverEnding) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
+}

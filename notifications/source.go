@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -77,6 +78,9 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // come first.
 func (s Source) Parse(h http.Header, body []byte, now time.Time) (Event, error) {
 	ev := Event{Source: s.Name, Kind: s.Kind, Received: now.UTC()}
+	if s.Kind == KindSlack {
+		body = slackForm(h, body)
+	}
 	if !json.Valid(body) {
 		return ev, &ParseError{Source: s.Name, Err: errors.New("body is not JSON")}
 	}
@@ -191,13 +195,11 @@ func parseGitLab(ev *Event, body []byte) error {
 	return nil
 }
 
-// gitlabStatus maps GitLab's pipeline statuses onto the shared words.
+// gitlabStatus maps GitLab's pipeline statuses onto the shared words;
+// the others (failed, success, running, ...) are already the same.
 func gitlabStatus(s string) string {
-	switch s {
-	case "canceled", "cancelled":
+	if s == "cancelled" {
 		return "canceled"
-	case "failed", "success", "running", "pending", "skipped", "manual", "created":
-		return s
 	}
 	return s
 }
@@ -392,6 +394,19 @@ type slackHook struct {
 		TitleLink string `json:"title_link"`
 		Text      string `json:"text"`
 	} `json:"attachments"`
+}
+
+// slackForm unwraps the form Slack's incoming webhooks also accept
+// (payload=<json>), which some tools send instead of a JSON body.
+func slackForm(h http.Header, body []byte) []byte {
+	if !strings.HasPrefix(h.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		return body
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil || form.Get("payload") == "" {
+		return body
+	}
+	return []byte(form.Get("payload"))
 }
 
 func parseSlack(ev *Event, body []byte) error {

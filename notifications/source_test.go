@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -148,5 +149,18 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("err = %v, want a *ParseError", err)
 			}
 		})
+	}
+}
+
+func TestParseSlackForm(t *testing.T) {
+	js := `{"text":"deployed","channel":"ops"}`
+	h := http.Header{}
+	h.Set("Content-Type", "application/x-www-form-urlencoded")
+	ev, err := Source{Name: "s", Kind: KindSlack}.Parse(h, []byte("payload="+url.QueryEscape(js)), testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Text != "deployed" || ev.Channel != "ops" || string(ev.Payload) != js {
+		t.Fatalf("got %+v", ev)
 	}
 }
