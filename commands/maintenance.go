@@ -32,7 +32,7 @@ type Schedules interface {
 }
 
 // MaintenanceCommands dump, restore and schedule. m is nil without a backup
-// destination (the commands then say so); sched is nil outside the daemon.
+// destination (the commands then say so); sched may be nil (none).
 func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched Schedules) []Definition {
 	need := func() error {
 		if m == nil {
@@ -274,9 +274,7 @@ func scheduleCommand(sched Schedules) Definition {
 		Help: "Jobs: dump, cold_backup, verify_restore, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
 		Run: func(_ context.Context, r *Request) (string, error) {
 			if sched == nil {
-				// The running bot owns the schedules (and rewrites their
-				// state file): a second writer here would lose changes.
-				return "", Errorf("The schedules belong to the running bot: ask it in chat (`schedule`), or see `maintenance:` in the config.")
+				return "", Errorf("No maintenance is scheduled here: see `maintenance:` in the config.")
 			}
 			if len(r.Args) == 0 {
 				return renderSchedules(sched.List(), time.Now()), nil

@@ -350,3 +350,21 @@ func TestUnwritableStateFileIsAConfigProblem(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestScheduleFromTheTerminal: the one-shot CLI lists the schedules as
+// the bot keeps them and leaves changes to chat.
+func TestScheduleFromTheTerminal(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, "backups:\n  destinations:\n    - name: disk\n      local: {path: "+filepath.Join(dir, "backups")+"}\n"+
+		"maintenance:\n  dump: \"0 3 * * *\"\n  digest: \"off\"\n")
+	env := []string{"SUMMONER_CONFIG=" + cfg, "SUMMONER_CHAT_STATE_FILE=" + filepath.Join(dir, "state", "chat.json"),
+		"SUMMONER_DOCKER_STATE_DIR=" + filepath.Join(dir, "minions")}
+	stdout, stderr, code := summoner(t, env, "", "schedule")
+	if code != 0 || !strings.Contains(stdout, "| dump | `0 3 * * *` | in ") || !strings.Contains(stdout, "| digest | `off` |") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	stdout, _, code = summoner(t, env, "", "schedule", "off", "dump")
+	if code != 1 || !strings.Contains(stdout, "schedules are changed in chat") {
+		t.Fatalf("schedule off from the terminal: exit %d: %s", code, stdout)
+	}
+}

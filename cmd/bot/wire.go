@@ -51,6 +51,9 @@ type services struct {
 	repo   *storage.Repository  // nil without backup destinations
 	maint  *maintenance.Service // nil without backup destinations
 	sched  *maintenance.Scheduler
+	// schedules is what `schedule` sees: the daemon's scheduler, or a
+	// read-only view of it in the terminal.
+	schedules commands.Schedules
 }
 
 // newServices builds the engine and the backup repository from config.
@@ -89,8 +92,8 @@ func newRouter(cfg config.Config, poster chat.Poster, svc services, log *slog.Lo
 	if svc.maint != nil {
 		maint, safe = svc.maint, svc.maint
 	}
-	if svc.sched != nil {
-		sched = svc.sched
+	if svc.schedules != nil {
+		sched = svc.schedules
 	}
 	defs := append(commands.MinionCommands(svc.engine, safe), commands.BackupCommands(repo)...)
 	defs = append(defs, commands.MaintenanceCommands(maint, svc.engine, repo, sched)...)
@@ -156,8 +159,48 @@ func localRouter(cfg config.Config, sh *shell.Shell, stderr io.Writer) (*command
 	if err != nil {
 		return nil, err
 	}
+	// The terminal sees the schedules as the bot keeps them, but changes
+	// are the running bot's: two writers of its state file would lose one.
+	cfg.Maintenance.StateFile = maintenanceStateFile(cfg)
+	if s, err := newScheduler(cfg, svc, logReports{log}, log); err == nil {
+		svc.schedules = readOnlySchedules{s}
+	}
 	rt, _, err := newRouter(cfg, sh, svc, log, asAdmin)
 	return rt, err
+}
+
+// readOnlySchedules lists the schedules and refuses changes.
+type readOnlySchedules struct{ *maintenance.Scheduler }
+
+var errSchedulesInChat = errors.New("schedules are changed in chat (`schedule set …`), where the running bot keeps them; here they are only listed")
+
+func (readOnlySchedules) Set(string, string) (maintenance.ScheduleInfo, error) {
+	return maintenance.ScheduleInfo{}, errSchedulesInChat
+}
+
+func (readOnlySchedules) Off(string) (maintenance.ScheduleInfo, error) {
+	return maintenance.ScheduleInfo{}, errSchedulesInChat
+}
+
+func (readOnlySchedules) Reset(string) (maintenance.ScheduleInfo, error) {
+	return maintenance.ScheduleInfo{}, errSchedulesInChat
+}
+
+// logReports is where reports go where no chat is: the log.
+type logReports struct{ log *slog.Logger }
+
+func (l logReports) Publish(_ context.Context, rep maintenance.Report) error {
+	l.log.Info("maintenance report", "job", rep.Job, "report", rep.Render())
+	return nil
+}
+
+// maintenanceStateFile is the configured one, or by default the one beside
+// the chat state, wherever that was put.
+func maintenanceStateFile(cfg config.Config) string {
+	if cfg.Maintenance.StateFile != config.Defaults().Maintenance.StateFile {
+		return cfg.Maintenance.StateFile
+	}
+	return filepath.Join(filepath.Dir(cfg.Chat.StateFile), "maintenance-state.json")
 }
 
 func runShell(ctx context.Context, cfg config.Config, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -298,14 +341,12 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Maintenance.StateFile == config.Defaults().Maintenance.StateFile {
-		// Beside the chat state, wherever that was put.
-		cfg.Maintenance.StateFile = filepath.Join(stateDir, "maintenance-state.json")
-	}
+	cfg.Maintenance.StateFile = maintenanceStateFile(cfg)
 	svc.sched, err = newScheduler(cfg, svc, newReporter(ob, cfg.Chat.OpsChannel, log.With("component", "reports")), log.With("component", "schedule"))
 	if err != nil {
 		return err
 	}
+	svc.schedules = svc.sched
 	rt, _, err := newRouter(cfg, ob, svc, log.With("component", "commands"), func(o *commands.Options) { o.LevelOf = perms.Level })
 	if err != nil {
 		return err
