@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	dtypes "github.com/docker/docker/api/types"
@@ -23,7 +22,6 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/summoner-bot/summoner/internal/human"
@@ -378,74 +376,39 @@ func (c *Cold) runHelper(ctx context.Context, h helperRun) error {
 	if err != nil {
 		return fmt.Errorf("attaching to the helper container: %w", err)
 	}
-	var closeOnce sync.Once
-	closeConn := func() { closeOnce.Do(att.Close) }
-	defer closeConn()
-	// The hijacked connection ignores ctx once made: closing it ends the
-	// copies below.
-	stop := context.AfterFunc(ctx, closeConn)
-	defer stop()
+	defer att.Close() // pump closes it too; this covers a failed start
 	// Waiting starts before the container does, so its exit is never missed.
 	waitCh, waitErrCh := c.o.Docker.ContainerWait(ctx, id, container.WaitConditionNextExit)
 	if err := c.o.Docker.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("starting the helper container: %w", err)
 	}
 
-	var (
-		stdinErr error
-		wg       sync.WaitGroup
-	)
-	if h.stdin != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := io.Copy(att.Conn, h.stdin); err != nil {
-				// No clean end of input for a stream that broke: tar must
-				// not take half a backup for a whole one.
-				stdinErr = err
-				closeConn()
-				return
-			}
-			if err := att.CloseWrite(); err != nil {
-				stdinErr = fmt.Errorf("ending the input: %w", err)
-			}
-		}()
-	}
-	tail := &tailBuffer{max: stderrKeep}
-	var out *errWriter
-	var stdout io.Writer = tail
-	if h.stdout != nil {
-		out = &errWriter{w: h.stdout}
-		stdout = out
-	}
-	_, copyErr := stdcopy.StdCopy(stdout, tail, att.Reader)
-	closeConn()
-	wg.Wait()
+	st := pump(ctx, att, h.stdin, h.stdout)
 	if err := ctx.Err(); err != nil {
-		return fail("it was stopped before it finished", tail.String(), err)
+		return fail("it was stopped before it finished", st.output, err)
 	}
-	if out != nil && out.err != nil {
-		return fmt.Errorf("passing on the output of %s: %w", tool, out.err)
+	if st.outErr != nil {
+		return fmt.Errorf("passing on the output of %s: %w", tool, st.outErr)
 	}
 	var code int64
 	select {
 	case w := <-waitCh:
 		if w.Error != nil {
-			return fail("Docker could not say how it ended", tail.String(), errors.New(w.Error.Message))
+			return fail("Docker could not say how it ended", st.output, errors.New(w.Error.Message))
 		}
 		code = w.StatusCode
 	case err := <-waitErrCh:
-		return fail("Docker could not say how it ended", tail.String(), err)
+		return fail("Docker could not say how it ended", st.output, err)
 	case <-ctx.Done():
-		return fail("it was stopped before it finished", tail.String(), ctx.Err())
+		return fail("it was stopped before it finished", st.output, ctx.Err())
 	}
 	switch {
 	case code != 0:
-		return fail(fmt.Sprintf("%s exited with code %d", tool, code), tail.String(), nil)
-	case stdinErr != nil:
-		return fail("its input broke off", tail.String(), stdinErr)
-	case copyErr != nil:
-		return fail("its output broke off", tail.String(), copyErr)
+		return fail(fmt.Sprintf("%s exited with code %d", tool, code), st.output, nil)
+	case st.stdinErr != nil:
+		return fail("its input broke off", st.output, st.stdinErr)
+	case st.copyErr != nil:
+		return fail("its output broke off", st.output, st.copyErr)
 	}
 	return nil
 }

@@ -63,52 +63,13 @@ func runExec(ctx context.Context, d Docker, containerID string, s execSpec) (exe
 	if err != nil {
 		return res, fmt.Errorf("attaching to %s in %s: %w", s.Cmd[0], shortID(containerID), err)
 	}
-	var closeOnce sync.Once
-	closeConn := func() { closeOnce.Do(att.Close) }
-	defer closeConn()
-	// The hijacked connection ignores ctx once made: closing it ends the
-	// copies below, and the tool, which loses its output, stops too.
-	stop := context.AfterFunc(ctx, closeConn)
-	defer stop()
-
-	var (
-		stdinErr error
-		wg       sync.WaitGroup
-	)
-	if s.Stdin != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := io.Copy(att.Conn, s.Stdin); err != nil {
-				// No clean end of input for a stream that broke: the tool
-				// must not take half a backup for a whole one.
-				stdinErr = err
-				closeConn()
-				return
-			}
-			if err := att.CloseWrite(); err != nil {
-				stdinErr = fmt.Errorf("ending the input: %w", err)
-			}
-		}()
-	}
-	tail := &tailBuffer{max: stderrKeep}
-	var out *errWriter
-	if s.Stdout != nil {
-		out = &errWriter{w: s.Stdout}
-	}
-	var stdout io.Writer = tail
-	if out != nil {
-		stdout = out
-	}
-	_, copyErr := stdcopy.StdCopy(stdout, tail, att.Reader)
-	closeConn() // the tool is done with its output: unblock a stuck input copy
-	wg.Wait()
-	res.Output = tail.String()
+	st := pump(ctx, att, s.Stdin, s.Stdout)
+	res.Output = st.output
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	if out != nil && out.err != nil {
-		return res, fmt.Errorf("passing on the output of %s: %w", s.Cmd[0], out.err)
+	if st.outErr != nil {
+		return res, fmt.Errorf("passing on the output of %s: %w", s.Cmd[0], st.outErr)
 	}
 	if res.ExitCode, err = exitCode(ctx, d, ex.ID); err != nil {
 		return res, fmt.Errorf("checking how %s ended: %w", s.Cmd[0], err)
@@ -117,13 +78,69 @@ func runExec(ctx context.Context, d Docker, containerID string, s execSpec) (exe
 		// The tool's own failure is the cause; the broken streams follow from it.
 		return res, nil
 	}
-	if stdinErr != nil {
-		return res, fmt.Errorf("sending the input to %s: %w", s.Cmd[0], stdinErr)
+	if st.stdinErr != nil {
+		return res, fmt.Errorf("sending the input to %s: %w", s.Cmd[0], st.stdinErr)
 	}
-	if copyErr != nil {
-		return res, fmt.Errorf("reading the output of %s: %w", s.Cmd[0], copyErr)
+	if st.copyErr != nil {
+		return res, fmt.Errorf("reading the output of %s: %w", s.Cmd[0], st.copyErr)
 	}
 	return res, nil
+}
+
+// streams is how the copies over a hijacked connection ended.
+type streams struct {
+	output   string // the end of stderr (and of stdout when not passed on)
+	stdinErr error  // the input could not be sent to its end
+	copyErr  error  // the output broke off
+	outErr   error  // stdout's destination stopped taking it
+}
+
+// pump feeds stdin (nil: none) to a hijacked exec or container connection
+// and demultiplexes its output: stdout to stdout (nil: kept with stderr),
+// the end of stderr kept for messages. It closes the connection when it is
+// done or when ctx ends, since the connection ignores ctx once made.
+func pump(ctx context.Context, att dtypes.HijackedResponse, stdin io.Reader, stdout io.Writer) streams {
+	var closeOnce sync.Once
+	closeConn := func() { closeOnce.Do(att.Close) }
+	defer closeConn()
+	stop := context.AfterFunc(ctx, closeConn)
+	defer stop()
+
+	var (
+		st streams
+		wg sync.WaitGroup
+	)
+	if stdin != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := io.Copy(att.Conn, stdin); err != nil {
+				// No clean end of input for a stream that broke: the tool
+				// must not take half a backup for a whole one.
+				st.stdinErr = err
+				closeConn()
+				return
+			}
+			if err := att.CloseWrite(); err != nil {
+				st.stdinErr = fmt.Errorf("ending the input: %w", err)
+			}
+		}()
+	}
+	tail := &tailBuffer{max: stderrKeep}
+	var out *errWriter
+	var w io.Writer = tail
+	if stdout != nil {
+		out = &errWriter{w: stdout}
+		w = out
+	}
+	_, st.copyErr = stdcopy.StdCopy(w, tail, att.Reader)
+	closeConn() // the tool is done with its output: unblock a stuck input copy
+	wg.Wait()
+	st.output = tail.String()
+	if out != nil {
+		st.outErr = out.err
+	}
+	return st
 }
 
 // errWriter remembers the error of its writer, to tell a destination that
