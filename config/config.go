@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/summoner-bot/summoner/notifications"
 )
 
 // Config is the whole configuration.
@@ -40,6 +42,15 @@ type Chat struct {
 	OpsChannel string `yaml:"ops_channel"` // reports and alerts go here
 	// Prefix, when set, makes "<prefix>command" address the bot too.
 	Prefix string `yaml:"prefix"`
+	// CallbackURL is how Mattermost reaches this bot's http.listen, for
+	// the /summon slash command, buttons and dialogs, e.g.
+	// http://127.0.0.1:8079 when both run on one server. "": no buttons
+	// (confirmations are typed) and no slash command.
+	CallbackURL string `yaml:"callback_url"`
+	// SlashToken is the token Mattermost shows when the /summon slash
+	// command is created; requests without it are refused.
+	SlashToken     Secret `yaml:"slash_token"`
+	SlashTokenFile string `yaml:"slash_token_file"`
 	// MaxCommandAge: commands missed while offline and older than this are
 	// not run when the bot comes back.
 	MaxCommandAge Duration `yaml:"max_command_age"`
@@ -198,8 +209,45 @@ func (m Maintenance) Location() (*time.Location, error) {
 	return loc, nil
 }
 
-// Notifications is reserved for webhooks and recipes.
-type Notifications struct{}
+// Notifications are webhooks in, recipes, and alerts out.
+type Notifications struct {
+	// Listen, when set, serves the webhooks (/hooks/...) on an address of
+	// their own, so they can face the internet while http.listen, with
+	// /healthz and Mattermost's callbacks, stays on loopback. "": the
+	// webhooks are served on http.listen.
+	Listen string `yaml:"listen"`
+	// StoreFile keeps accepted events until they are delivered, and the
+	// IDs of recent deliveries; "" puts events.db beside the chat state.
+	StoreFile string `yaml:"store_file"`
+	// Sources are the senders of webhooks, each at /hooks/<name>.
+	Sources []HookSource `yaml:"sources"`
+	// Recipes turn events into posts, commands and forwards.
+	Recipes []notifications.Recipe `yaml:"recipes"`
+	// Alerts are the built-in ones: a minion's container died, restarts in
+	// a loop or is unhealthy, and maintenance reports, to the ops channel.
+	Alerts Alerts `yaml:"alerts"`
+}
+
+// HookSource is one sender of webhooks.
+type HookSource struct {
+	Name       string `yaml:"name"`
+	Kind       string `yaml:"kind"` // gitlab, github, gitea, nextcloud, generic, slack
+	Secret     Secret `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+}
+
+// Alerts configure the built-in alerts.
+type Alerts struct {
+	// Containers turns on alerts for the containers of summoned minions.
+	Containers bool `yaml:"containers"`
+	// Channel gets the alerts and maintenance reports; "" is chat.ops_channel.
+	Channel string `yaml:"channel"`
+	// Window: after an alert, more trouble with the same minion within it
+	// is summed up in one follow-up instead of one alert each.
+	Window Duration `yaml:"window"`
+	// LogLines is how many of the container's last log lines an alert shows.
+	LogLines int `yaml:"log_lines"`
+}
 
 // Defaults is the configuration before any file or variable applies.
 func Defaults() Config {
@@ -217,6 +265,9 @@ func Defaults() Config {
 		Docker:  Docker{StateDir: defaultStateDir()},
 		Backups: Backups{VerifyCopies: true, Retention: Retention{KeepLast: 7, Daily: 7, Weekly: 4, Monthly: 6}},
 		Log:     Log{Level: "info", Format: "text"},
+		Notifications: Notifications{
+			Alerts: Alerts{Containers: true, Window: Duration(10 * time.Minute), LogLines: 20},
+		},
 		Maintenance: Maintenance{
 			Dump:          "0 3 * * *",  // nightly, at 03:00
 			ColdBackup:    "0 2 * * 0",  // Sundays at 02:00, before the dump

@@ -466,3 +466,48 @@ func TestMaintenanceStateFileRequiredToRun(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestNotificationsSection(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "gl")
+	if err := os.WriteFile(secretFile, []byte("gitlab-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := "notifications:\n  sources:\n    - {name: gl, kind: gitlab, secret_file: " + secretFile + "}\n    - {name: gh, kind: github, secret: github-secret-0123456789}\n" +
+		"  recipes:\n    - name: ci\n      source: gl\n      events: [pipeline]\n      branches: [main]\n      status_changed: true\n" +
+		"      actions:\n        - post: {channel: dev, template: \"{{.Title}}\"}\n        - forward: {url: \"https://example.com/x\", timeout: 5s}\n" +
+		"    - name: green\n      source: gh\n      actions:\n        - command: {line: update app, level: operator, channel: ops}\n"
+	c, err := loadBody(t, good, nil, ForShell)
+	if err != nil {
+		t.Fatalf("good config refused: %v", err)
+	}
+	n := c.Notifications
+	if len(n.Sources) != 2 || n.Sources[0].Secret.Reveal() != "gitlab-token-0123456789" || len(n.Recipes) != 2 {
+		t.Fatalf("notifications = %+v", n)
+	}
+	if f := n.Recipes[0].Actions[1].Forward; f == nil || f.Timeout != 5*time.Second {
+		t.Errorf("forward = %+v", f)
+	}
+	if !n.Alerts.Containers || n.Alerts.Window.D() != 10*time.Minute || n.Alerts.LogLines != 20 {
+		t.Errorf("alert defaults = %+v", n.Alerts)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", c, c), "github-secret-0123456789") {
+		t.Error("a source's secret prints")
+	}
+
+	bad := []struct{ name, file, want string }{
+		{"unknown kind", "notifications:\n  sources:\n    - {name: x, kind: jenkins, secret: 0123456789abcdef}\n", `unknown kind "jenkins"`},
+		{"short secret", "notifications:\n  sources:\n    - {name: x, kind: github, secret: short}\n", "secret must be at least 16"},
+		{"unknown source", "notifications:\n  recipes:\n    - {name: r, source: nope, actions: [{post: {channel: a, template: x}}]}\n", "r"},
+		{"bad template", "notifications:\n  sources:\n    - {name: x, kind: github, secret: 0123456789abcdef}\n  recipes:\n    - {name: broken, source: x, actions: [{post: {channel: a, template: \"{{.Title\"}}]}\n", "broken"},
+		{"unknown key", "notifications:\n  recipes:\n    - {name: r, source: docker, filter: x, actions: [{post: {channel: a, template: x}}]}\n", "filter"},
+		{"callback without http", "http:\n  listen: \"\"\nchat:\n  callback_url: http://127.0.0.1:8079\n", "http.listen, which is off"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadBody(t, tc.file, nil, ForShell)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/summoner-bot/summoner/notifications"
 )
 
 var (
@@ -89,6 +91,7 @@ func (l *loader) validate(c *Config, purpose Purpose) {
 	}
 	l.validateBackups(c.Backups)
 	l.validateMaintenance(c.Maintenance, purpose)
+	l.validateNotifications(c)
 	if c.HTTP.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
 			l.add("http.listen", "%q is not an address like 127.0.0.1:8079", c.HTTP.Listen)
@@ -195,5 +198,65 @@ func (l *loader) validateMaintenance(m Maintenance, purpose Purpose) {
 		l.add("maintenance.state_file", "missing; the bot keeps schedule changes and last runs there")
 	case m.StateFile != "" && !strings.HasPrefix(m.StateFile, "/"):
 		l.add("maintenance.state_file", "%q should be an absolute path", m.StateFile)
+	}
+}
+
+// validateNotifications checks sources and recipes the way the webhook
+// server and the recipe engine will, so a bad one is refused at start with
+// its name and the problem.
+func (l *loader) validateNotifications(c *Config) {
+	n := c.Notifications
+	if n.Listen != "" {
+		if _, port, err := net.SplitHostPort(n.Listen); err != nil || port == "" {
+			l.add("notifications.listen", "%q is not an address like 0.0.0.0:8080", n.Listen)
+		}
+	}
+	if (len(n.Sources) > 0 || len(n.Recipes) > 0) && n.Listen == "" && c.HTTP.Listen == "" {
+		l.add("notifications.listen", "webhooks need an address: set notifications.listen or http.listen")
+	}
+	if n.StoreFile != "" && !strings.HasPrefix(n.StoreFile, "/") {
+		l.add("notifications.store_file", "%q should be an absolute path", n.StoreFile)
+	}
+	names := map[string]bool{}
+	var sources []string
+	for i, s := range n.Sources {
+		key := fmt.Sprintf("notifications.sources[%d]", i)
+		src := notifications.Source{Name: s.Name, Kind: s.Kind, Secret: s.Secret.Reveal()}
+		if err := src.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				l.add(key, "%s", line)
+			}
+		}
+		if names[s.Name] {
+			l.add(key, "source %s: defined twice", s.Name)
+		}
+		names[s.Name] = true
+		sources = append(sources, s.Name)
+	}
+	if err := notifications.Validate(n.Recipes, sources); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			l.add("notifications.recipes", "%s", line)
+		}
+	}
+	a := n.Alerts
+	if a.Channel != "" && !handleRE.MatchString(strings.TrimPrefix(a.Channel, "~")) {
+		l.add("notifications.alerts.channel", "%q is not a channel handle", a.Channel)
+	}
+	if a.Window.D() < 0 {
+		l.add("notifications.alerts.window", "must not be negative")
+	}
+	if a.LogLines < 0 || a.LogLines > 200 {
+		l.add("notifications.alerts.log_lines", "must be between 0 and 200, not %d", a.LogLines)
+	}
+	if u := c.Chat.CallbackURL; u != "" {
+		if msg := checkURL(u); msg != "" {
+			l.add("chat.callback_url", "%s", msg)
+		}
+		if c.HTTP.Listen == "" {
+			l.add("chat.callback_url", "Mattermost calls back on http.listen, which is off")
+		}
+	}
+	if t := c.Chat.SlashToken; t != "" && (len(t) < 16 || strings.ContainsAny(string(t), " \t\r\n")) {
+		l.add("chat.slash_token", "does not look like a Mattermost slash command token")
 	}
 }

@@ -75,6 +75,7 @@ var (
 	bucketCmds    = []byte("cmds")    // message ID -> journal entry
 	bucketHandled = []byte("handled") // message ID -> finish time (Unix ms)
 	bucketMeta    = []byte("meta")
+	bucketOnce    = []byte("once") // caller's key -> onceRec (PostOnce)
 )
 
 type kind string
@@ -117,6 +118,7 @@ type Outbox struct {
 	log  *slog.Logger
 	inst string // random per store, so keys never repeat across stores
 
+	onceMu  sync.Mutex // PostOnce's look-up and write
 	mu      sync.Mutex
 	queues  map[string][]*item // per channel, in order
 	running map[string]bool    // channels with a delivery goroutine
@@ -179,7 +181,7 @@ func Open(o Options) (*Outbox, error) {
 
 func (ob *Outbox) load() error {
 	return ob.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketItems, bucketRefs, bucketCmds, bucketHandled, bucketMeta} {
+		for _, b := range [][]byte{bucketItems, bucketRefs, bucketCmds, bucketHandled, bucketMeta, bucketOnce} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("outbox: %w", err)
 			}
@@ -237,6 +239,7 @@ func (ob *Outbox) prune(tx *bolt.Tx) {
 	for _, k := range old {
 		_ = tx.Bucket(bucketHandled).Delete(k)
 	}
+	pruneOnce(tx, cutoff)
 }
 
 // Start begins delivering in the background until Close.
@@ -298,19 +301,19 @@ func (ob *Outbox) Pending() int {
 
 // Post stores a post for to and returns its local reference at once.
 func (ob *Outbox) Post(_ context.Context, to chat.Destination, text string) (chat.PostRef, error) {
-	return ob.add(to, "", text)
+	return ob.add(to, "", text, "")
 }
 
 // Reply stores a reply to m, tagged as answering it.
 func (ob *Outbox) Reply(_ context.Context, m chat.Message, text string) (chat.PostRef, error) {
-	return ob.add(m.ReplyTo(), m.ID, text)
+	return ob.add(m.ReplyTo(), m.ID, text, "")
 }
 
 // localPrefix marks the post IDs the outbox hands out, so Update can tell
 // them from a chat server's own IDs.
 const localPrefix = "ob-"
 
-func (ob *Outbox) add(to chat.Destination, replyTo, text string) (chat.PostRef, error) {
+func (ob *Outbox) add(to chat.Destination, replyTo, text, once string) (chat.PostRef, error) {
 	if to.ChannelID == "" {
 		return chat.PostRef{}, errors.New("outbox: a post needs a channel")
 	}
@@ -338,6 +341,11 @@ func (ob *Outbox) add(to chat.Destination, replyTo, text string) (chat.PostRef, 
 		}
 		if replyTo != "" {
 			if err := noteReply(tx, replyTo, snap.Local); err != nil {
+				return err
+			}
+		}
+		if once != "" {
+			if err := putOnce(tx, once, snap.Local, snap.Channel); err != nil {
 				return err
 			}
 		}
