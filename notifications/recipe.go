@@ -79,20 +79,24 @@ var recipeLevels = []string{"everyone", "operator", "admin"}
 const (
 	defaultForwardTimeout = 10 * time.Second
 	defaultPostTimeout    = 30 * time.Second
-	defaultCommandTimeout = 15 * time.Minute
 )
 
 // Poster posts a message in a channel, by name. The daemon wires it to the
-// persistent outbox; this package never imports chat.
+// persistent outbox; this package never imports chat. key is unique per
+// event, recipe and action: an event handled again after a crash posts
+// nothing twice when the Poster keeps its keys.
 type Poster interface {
-	Post(ctx context.Context, channel, text string) error
+	Post(ctx context.Context, key, channel, text string) error
 }
 
-// Commander runs a command line at a permission level, as the commands
-// router would for a user of that level. reply receives the command's
-// answers and progress; it may be called from the command's goroutine.
+// Commander hands a command over to run at the action's level, as the
+// commands router would for a user of that level, with its replies in the
+// action's channel. It returns once the command is queued, not when it
+// ends: a deploy must not hold up the events behind it. key is unique per
+// event, recipe and action, so a command handed over again after a crash
+// is recognised and not run twice.
 type Commander interface {
-	Run(ctx context.Context, commandLine, level string, reply func(text string)) error
+	Run(ctx context.Context, key string, c CommandAction) error
 }
 
 // StatusMemory remembers the last final status per key (source, project,
@@ -291,13 +295,12 @@ type recipeCompiled struct {
 // EngineOptions configure an Engine. Poster is required; Commander is
 // required when a recipe runs commands.
 type EngineOptions struct {
-	Poster         Poster
-	Commander      Commander
-	HTTPClient     *http.Client  // default: a client without its own timeout (each call gets one)
-	Memory         StatusMemory  // default: MemoryStatus
-	PostTimeout    time.Duration // default 30s
-	CommandTimeout time.Duration // default 15m
-	Logger         *slog.Logger
+	Poster      Poster
+	Commander   Commander
+	HTTPClient  *http.Client  // default: a client without its own timeout (each call gets one)
+	Memory      StatusMemory  // default: MemoryStatus
+	PostTimeout time.Duration // default 30s; also the deadline of a command's hand-over
+	Logger      *slog.Logger
 }
 
 // Engine runs every recipe matching an event. One recipe's failure never
@@ -324,9 +327,6 @@ func NewEngine(recipes []Recipe, o EngineOptions) (*Engine, error) {
 	}
 	if o.PostTimeout <= 0 {
 		o.PostTimeout = defaultPostTimeout
-	}
-	if o.CommandTimeout <= 0 {
-		o.CommandTimeout = defaultCommandTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -467,9 +467,9 @@ func (e *Engine) run(ctx context.Context, r *recipeCompiled, ev *Event) error {
 		var err error
 		switch {
 		case a.Post != nil:
-			err = e.post(ctx, r.templates[j], a.Post.Channel, data)
+			err = e.post(ctx, actionKey(ev, r, j), r.templates[j], a.Post.Channel, data)
 		case a.Command != nil:
-			err = e.command(ctx, a.Command)
+			err = e.command(ctx, actionKey(ev, r, j), a.Command)
 		case a.Forward != nil:
 			err = e.forward(ctx, a.Forward, ev)
 		}
@@ -478,6 +478,11 @@ func (e *Engine) run(ctx context.Context, r *recipeCompiled, ev *Event) error {
 		}
 	}
 	return nil
+}
+
+// actionKey names one action of one recipe for one event.
+func actionKey(ev *Event, r *recipeCompiled, j int) string {
+	return fmt.Sprintf("hook/%s/%s/%d", ev.ID, r.Name, j+1)
 }
 
 func recipeData(ev *Event) recipeTemplateData {
@@ -517,7 +522,7 @@ func recipeFallback(data recipeTemplateData, err error) string {
 		"\n_(the recipe's template failed: " + err.Error() + ")_"
 }
 
-func (e *Engine) post(ctx context.Context, t *template.Template, channel string, data recipeTemplateData) error {
+func (e *Engine) post(ctx context.Context, key string, t *template.Template, channel string, data recipeTemplateData) error {
 	text, err := recipeRender(t, data)
 	if err != nil {
 		e.log.Error("rendering a recipe template; posting the plain event", "event", data.ID, "err", err)
@@ -525,27 +530,16 @@ func (e *Engine) post(ctx context.Context, t *template.Template, channel string,
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.o.PostTimeout)
 	defer cancel()
-	if err := e.o.Poster.Post(ctx, channel, text); err != nil {
+	if err := e.o.Poster.Post(ctx, key, channel, text); err != nil {
 		return fmt.Errorf("posting in %s: %w", channel, err)
 	}
 	return nil
 }
 
-func (e *Engine) command(ctx context.Context, c *CommandAction) error {
-	ctx, cancel := context.WithTimeout(ctx, e.o.CommandTimeout)
+func (e *Engine) command(ctx context.Context, key string, c *CommandAction) error {
+	ctx, cancel := context.WithTimeout(ctx, e.o.PostTimeout)
 	defer cancel()
-	reply := func(text string) {
-		if c.Channel == "" {
-			e.log.Info("recipe command reply", "command", c.Line, "text", text)
-			return
-		}
-		pctx, pcancel := context.WithTimeout(ctx, e.o.PostTimeout)
-		defer pcancel()
-		if err := e.o.Poster.Post(pctx, c.Channel, text); err != nil {
-			e.log.Error("posting a recipe command's reply", "command", c.Line, "channel", c.Channel, "err", err)
-		}
-	}
-	if err := e.o.Commander.Run(ctx, c.Line, c.Level, reply); err != nil {
+	if err := e.o.Commander.Run(ctx, key, *c); err != nil {
 		return fmt.Errorf("running %q: %w", c.Line, err)
 	}
 	return nil

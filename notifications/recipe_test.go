@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,7 @@ type recipePoster struct {
 	fail  map[string]bool
 }
 
-func (p *recipePoster) Post(ctx context.Context, channel, text string) error {
+func (p *recipePoster) Post(ctx context.Context, key, channel, text string) error {
 	if _, ok := ctx.Deadline(); !ok {
 		return errors.New("post without a deadline")
 	}
@@ -53,17 +54,19 @@ type recipeCommander struct {
 	fail bool
 }
 
-func (c *recipeCommander) Run(ctx context.Context, line, level string, reply func(string)) error {
+func (c *recipeCommander) Run(ctx context.Context, key string, a CommandAction) error {
 	if _, ok := ctx.Deadline(); !ok {
 		return errors.New("command without a deadline")
 	}
 	c.p.mu.Lock()
-	c.p.posts = append(c.p.posts, "run("+level+"): "+line)
+	c.p.posts = append(c.p.posts, "run("+a.Level+"): "+a.Line)
 	c.p.mu.Unlock()
 	if c.fail {
 		return errors.New("minion not found")
 	}
-	reply("done: " + line)
+	if a.Channel != "" {
+		return c.p.Post(ctx, key+"/reply", a.Channel, "done: "+a.Line)
+	}
 	return nil
 }
 
@@ -664,4 +667,50 @@ func FuzzRecipeFilter(f *testing.F) {
 			t.Fatalf("status %q posted %d times over two identical events", status, n)
 		}
 	})
+}
+
+func TestFileStatusSurvivesARestart(t *testing.T) {
+	path := t.TempDir() + "/statuses.json"
+	s, err := OpenFileStatus(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, known, err := s.Swap(t.Context(), "k", "failed"); known || err != nil {
+		t.Fatalf("first swap: known=%v err=%v", known, err)
+	}
+	s, err = OpenFileStatus(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, known, err := s.Swap(t.Context(), "k", "success")
+	if prev != "failed" || !known || err != nil {
+		t.Fatalf("after reopening: prev=%q known=%v err=%v, want failed", prev, known, err)
+	}
+}
+
+// The keys a recipe's actions carry are the same each time the same event
+// is handled, so a re-run after a crash is recognised, and differ between
+// actions and events.
+func TestActionKeysAreStable(t *testing.T) {
+	p := &keyPoster{}
+	e, err := NewEngine([]Recipe{{Name: "r", Source: "gl", Actions: []Action{recipePost("a", "x"), recipePost("b", "y")}}}, EngineOptions{Poster: p, Logger: recipeQuiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"ev1", "ev1", "ev2"} {
+		if err := e.Handle(t.Context(), Event{ID: id, Source: "gl"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"hook/ev1/r/1", "hook/ev1/r/2", "hook/ev1/r/1", "hook/ev1/r/2", "hook/ev2/r/1", "hook/ev2/r/2"}
+	if !slices.Equal(p.keys, want) {
+		t.Fatalf("keys %v, want %v", p.keys, want)
+	}
+}
+
+type keyPoster struct{ keys []string }
+
+func (p *keyPoster) Post(_ context.Context, key, _, _ string) error {
+	p.keys = append(p.keys, key)
+	return nil
 }
