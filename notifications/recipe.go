@@ -300,7 +300,10 @@ type EngineOptions struct {
 	HTTPClient  *http.Client  // default: a client without its own timeout (each call gets one)
 	Memory      StatusMemory  // default: MemoryStatus
 	PostTimeout time.Duration // default 30s; also the deadline of a command's hand-over
-	Logger      *slog.Logger
+	// OnRun, when set, hears each recipe that ran on an event and how it
+	// ended (nil: every action done), for the hooks command.
+	OnRun  func(recipe string, ev Event, err error)
+	Logger *slog.Logger
 }
 
 // Engine runs every recipe matching an event. One recipe's failure never
@@ -416,9 +419,13 @@ func (e *Engine) Handle(ctx context.Context, ev Event) error {
 				continue
 			}
 		}
-		if err := e.run(ctx, r, &ev); err != nil {
+		err := e.run(ctx, r, &ev)
+		if err != nil {
 			e.log.Error("running recipe", "recipe", r.Name, "event", ev.ID, "err", err)
 			errs = append(errs, err)
+		}
+		if e.o.OnRun != nil {
+			e.o.OnRun(r.Name, ev, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -590,6 +597,15 @@ func recipeRedact(raw string) string {
 	u.RawQuery = ""
 	u.Fragment = ""
 	return u.String()
+}
+
+// Recipes lists the engine's recipes in config order.
+func (e *Engine) Recipes() []Recipe {
+	out := make([]Recipe, len(e.recipes))
+	for i, r := range e.recipes {
+		out[i] = r.Recipe
+	}
+	return out
 }
 
 // ErrNoRecipe is returned by Preview for a name no recipe has.

@@ -34,7 +34,10 @@ type ServerOptions struct {
 	// Store.Pending): the event is already safe, so a missed wake-up is
 	// caught by the consumer's next read.
 	OnEvent func(Event)
-	Logger  *slog.Logger
+	// OnResult, when set, hears how each request to a known source ended
+	// (the HTTP status and a short reason), for the hooks command.
+	OnResult func(source string, at time.Time, status int, reason string)
+	Logger   *slog.Logger
 	Now     func() time.Time // for tests; default time.Now
 }
 
@@ -44,8 +47,9 @@ type ServerOptions struct {
 type Server struct {
 	sources map[string]Source
 	store   *Store
-	onEvent func(Event)
-	log     *slog.Logger
+	onEvent  func(Event)
+	onResult func(source string, at time.Time, status int, reason string)
+	log      *slog.Logger
 	now     func() time.Time
 }
 
@@ -56,7 +60,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if o.Store == nil {
 		return nil, errors.New("webhook server: no store")
 	}
-	s := &Server{sources: map[string]Source{}, store: o.Store, onEvent: o.OnEvent, log: o.Logger, now: o.Now}
+	s := &Server{sources: map[string]Source{}, store: o.Store, onEvent: o.OnEvent, onResult: o.OnResult, log: o.Logger, now: o.Now}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -65,6 +69,9 @@ func NewServer(o ServerOptions) (*Server, error) {
 	}
 	if s.onEvent == nil {
 		s.onEvent = func(Event) {}
+	}
+	if s.onResult == nil {
+		s.onResult = func(string, time.Time, int, string) {}
 	}
 	var errs []error
 	for _, src := range o.Sources {
@@ -117,6 +124,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Never log r.URL: for slack it holds the secret.
 	log := s.log.With("source", src.Name, "kind", src.Kind, "remote", r.RemoteAddr)
+	rw := &resultWriter{ResponseWriter: w}
+	defer func() { s.onResult(src.Name, s.now(), rw.status, rw.reason) }()
+	w = rw
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
@@ -171,4 +181,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.onEvent(ev)
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = io.WriteString(w, `{"accepted":true}`+"\n")
+}
+
+// resultWriter remembers the status a handler answered and the first line
+// of its body, which says why in a few words.
+type resultWriter struct {
+	http.ResponseWriter
+	status int
+	reason string
+}
+
+func (w *resultWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *resultWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.reason == "" {
+		w.reason, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
+	}
+	return w.ResponseWriter.Write(b)
 }
