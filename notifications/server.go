@@ -38,19 +38,19 @@ type ServerOptions struct {
 	// (the HTTP status and a short reason), for the hooks command.
 	OnResult func(source string, at time.Time, status int, reason string)
 	Logger   *slog.Logger
-	Now     func() time.Time // for tests; default time.Now
+	Now      func() time.Time // for tests; default time.Now
 }
 
 // Server is the webhook endpoint: POST /hooks/<source> (slack:
 // /hooks/<source>/<secret>). It verifies, parses, stores, and only then
 // answers 2xx: 202 for a fresh event, 200 {"duplicate":true} for a replay.
 type Server struct {
-	sources map[string]Source
-	store   *Store
+	sources  map[string]Source
+	store    *Store
 	onEvent  func(Event)
 	onResult func(source string, at time.Time, status int, reason string)
 	log      *slog.Logger
-	now     func() time.Time
+	now      func() time.Time
 }
 
 var _ http.Handler = (*Server)(nil)
