@@ -6,6 +6,8 @@ import (
 	"math/big"
 	"sync"
 	"time"
+
+	"github.com/summoner-bot/summoner/chat"
 )
 
 // pendingRun is a destructive command waiting for "confirm <code>".
@@ -42,6 +44,11 @@ func (c *confirmations) add(r *Request, expires time.Time) string {
 // take returns the pending run for code if userID may confirm it now, and
 // removes it so it cannot run twice. A code is only consumed by its owner.
 func (c *confirmations) take(code, userID string, now time.Time) (*pendingRun, error) {
+	return c.check(code, userID, now, true)
+}
+
+// check is take that, unless consume, leaves the code in place.
+func (c *confirmations) check(code, userID string, now time.Time, consume bool) (*pendingRun, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, ok := c.pending[code]
@@ -54,7 +61,9 @@ func (c *confirmations) take(code, userID string, now time.Time) (*pendingRun, e
 		delete(c.pending, code)
 		return nil, Errorf("The code `%s` expired. Run `%s` again to get a new one.", code, p.req.Command.Name)
 	}
-	delete(c.pending, code)
+	if consume {
+		delete(c.pending, code)
+	}
 	return p, nil
 }
 
@@ -77,4 +86,55 @@ func (rt *Router) confirm(ctx context.Context, r *Request) (string, error) {
 	r.mu.Unlock()
 	r.inner = rt.run(ctx, run, true)
 	return "", errAlreadyReplied
+}
+
+// ConfirmPoster is a chat.Poster that can put Confirm and Cancel buttons
+// under a confirmation request (the Mattermost integration does). When the
+// router's Poster has it, confirmation requests go through it; the typed
+// `confirm <code>` works either way, so the code stays in text.
+type ConfirmPoster interface {
+	ReplyConfirm(ctx context.Context, m chat.Message, text, code string) (chat.PostRef, error)
+}
+
+// askConfirm posts the confirmation request, with buttons when the Poster
+// can show them. A request that already has a post (the queue's "busy"
+// note) edits it, as any final reply does, and gets no buttons.
+func (r *Request) askConfirm(ctx context.Context, text, code string) {
+	cp, ok := r.router.o.Poster.(ConfirmPoster)
+	r.mu.Lock()
+	if !ok || r.hasProgress {
+		r.mu.Unlock()
+		r.finish(ctx, text, nil)
+		return
+	}
+	r.finished = true
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if _, err := cp.ReplyConfirm(ctx, r.Message, text, code); err != nil {
+		r.router.log.Warn("posting a confirmation with buttons; posting it as text", "err", err)
+		if _, err := r.router.o.Poster.Reply(ctx, r.Message, text); err != nil {
+			r.router.log.Error("posting reply", "command", r.commandName(), "err", err)
+		}
+	}
+}
+
+// CheckConfirmation tells whether userID may confirm code now, without
+// using the code; the error, for users, says why not.
+func (rt *Router) CheckConfirmation(code, userID string) error {
+	_, err := rt.confirms.check(code, userID, rt.o.Now(), false)
+	return err
+}
+
+// CancelConfirmation drops the command waiting for code, if it is
+// userID's, and returns the command's name.
+func (rt *Router) CancelConfirmation(code, userID string) (string, error) {
+	p, err := rt.confirms.check(code, userID, rt.o.Now(), true)
+	if err != nil {
+		return "", err
+	}
+	m := p.req.Message
+	rt.log.Info("audit", "user", m.User.Username, "channel", channelLabel(m.Channel),
+		"command", auditLine(p.req.Command.Name, p.req.Args), "result", "cancelled")
+	return p.req.Command.Name, nil
 }

@@ -158,8 +158,8 @@ func (rt *Router) run(ctx context.Context, r *Request, confirmed bool) Outcome {
 		}
 		if what != "" {
 			code := rt.confirms.add(r, rt.o.Now().Add(rt.o.ConfirmTTL))
-			r.finish(ctx, fmt.Sprintf("%s\nTo go ahead, answer `confirm %s` within %s. Only you can confirm it, once.",
-				what, code, humanDuration(rt.o.ConfirmTTL)), nil)
+			r.askConfirm(ctx, fmt.Sprintf("%s\nTo go ahead, answer `confirm %s` within %s. Only you can confirm it, once.",
+				what, code, humanDuration(rt.o.ConfirmTTL)), code)
 			return Pending
 		}
 	}

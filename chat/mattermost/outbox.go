@@ -34,7 +34,11 @@ func (s Sender) Send(ctx context.Context, m outbox.Msg) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	props := model.StringInterface{outboxProp: m.Key}
+	props := model.StringInterface{}
+	for k, v := range m.Props {
+		props[k] = v
+	}
+	props[outboxProp] = m.Key
 	if m.ReplyTo != "" {
 		props[replyProp] = m.ReplyTo
 	}

@@ -52,6 +52,9 @@ type Msg struct {
 	ThreadID string // root post ID, "" for none
 	ReplyTo  string // the chat message this answers, "" for none
 	Text     string
+	// Props are extra properties of the post (message attachments with
+	// buttons); nil for a plain post. Edits change the text only.
+	Props map[string]any
 }
 
 // Options configure an Outbox.
@@ -87,14 +90,15 @@ const (
 
 // item is one pending delivery, as stored.
 type item struct {
-	Seq     uint64    `json:"seq"`
-	Kind    kind      `json:"kind"`
-	Local   string    `json:"local"` // the post's local ID (for edits: the target's)
-	Channel string    `json:"channel"`
-	Thread  string    `json:"thread,omitempty"` // may be a local ID, resolved at delivery
-	ReplyTo string    `json:"reply_to,omitempty"`
-	Text    string    `json:"text"`
-	Created time.Time `json:"created"`
+	Seq     uint64         `json:"seq"`
+	Kind    kind           `json:"kind"`
+	Local   string         `json:"local"` // the post's local ID (for edits: the target's)
+	Channel string         `json:"channel"`
+	Thread  string         `json:"thread,omitempty"` // may be a local ID, resolved at delivery
+	ReplyTo string         `json:"reply_to,omitempty"`
+	Text    string         `json:"text"`
+	Props   map[string]any `json:"props,omitempty"` // posts only
+	Created time.Time      `json:"created"`
 
 	Ver int `json:"ver"` // counts text changes: the newest write wins
 
@@ -309,11 +313,21 @@ func (ob *Outbox) Reply(_ context.Context, m chat.Message, text string) (chat.Po
 	return ob.add(m.ReplyTo(), m.ID, text, "")
 }
 
+// ReplyWithProps stores a reply to m that carries extra post properties
+// (buttons, as message attachments).
+func (ob *Outbox) ReplyWithProps(_ context.Context, m chat.Message, text string, props map[string]any) (chat.PostRef, error) {
+	return ob.addProps(m.ReplyTo(), m.ID, text, "", props)
+}
+
 // localPrefix marks the post IDs the outbox hands out, so Update can tell
 // them from a chat server's own IDs.
 const localPrefix = "ob-"
 
 func (ob *Outbox) add(to chat.Destination, replyTo, text, once string) (chat.PostRef, error) {
+	return ob.addProps(to, replyTo, text, once, nil)
+}
+
+func (ob *Outbox) addProps(to chat.Destination, replyTo, text, once string, props map[string]any) (chat.PostRef, error) {
 	if to.ChannelID == "" {
 		return chat.PostRef{}, errors.New("outbox: a post needs a channel")
 	}
@@ -324,7 +338,7 @@ func (ob *Outbox) add(to chat.Destination, replyTo, text, once string) (chat.Pos
 	}
 	ob.seq++
 	it := &item{Seq: ob.seq, Kind: kindPost, Local: localPrefix + strconv.FormatUint(ob.seq, 10), Channel: to.ChannelID,
-		Thread: to.ThreadID, ReplyTo: replyTo, Text: text, Created: time.Now(), committed: make(chan struct{})}
+		Thread: to.ThreadID, ReplyTo: replyTo, Text: text, Props: props, Created: time.Now(), committed: make(chan struct{})}
 	snap := *it
 	ob.texts[it.Local], ob.chans[it.Local] = text, it.Channel
 	ob.queues[it.Channel] = append(ob.queues[it.Channel], it)
@@ -550,7 +564,7 @@ func (ob *Outbox) try(ctx context.Context, it *item) (string, error) {
 		}
 		thread = id
 	}
-	return ob.o.Sender.Send(ctx, Msg{Key: key, Channel: it.Channel, ThreadID: thread, ReplyTo: it.ReplyTo, Text: it.Text})
+	return ob.o.Sender.Send(ctx, Msg{Key: key, Channel: it.Channel, ThreadID: thread, ReplyTo: it.ReplyTo, Text: it.Text, Props: it.Props})
 }
 
 // errUndelivered: an edit (or thread reply) whose post was dropped as

@@ -30,6 +30,7 @@ type server struct {
 type fakePost struct {
 	ID, Channel, Thread, ReplyTo, Key, Text string
 	Edits                                   int
+	Props                                   map[string]any
 }
 
 var errDown = errors.New("connection refused")
@@ -44,7 +45,7 @@ func (s *server) Send(ctx context.Context, m Msg) (string, error) {
 	if s.refuse[m.Channel] {
 		return "", errRefused
 	}
-	p := &fakePost{ID: fmt.Sprintf("p%d", len(s.posts)+1), Channel: m.Channel, Thread: m.ThreadID, ReplyTo: m.ReplyTo, Key: m.Key, Text: m.Text}
+	p := &fakePost{ID: fmt.Sprintf("p%d", len(s.posts)+1), Channel: m.Channel, Thread: m.ThreadID, ReplyTo: m.ReplyTo, Key: m.Key, Text: m.Text, Props: m.Props}
 	s.posts = append(s.posts, p)
 	if s.loseNext > 0 {
 		s.loseNext--
