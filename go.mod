@@ -8,6 +8,7 @@ require (
 	github.com/docker/docker v28.5.2+incompatible
 	github.com/docker/go-connections v0.4.0
 	github.com/docker/go-units v0.5.0
+	github.com/go-playground/webhooks/v6 v6.4.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/mattermost/mattermost-server/v6 v6.7.2
 	github.com/robfig/cron/v3 v3.0.1

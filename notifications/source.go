@@ -8,9 +8,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/go-playground/webhooks/v6/gitea"
+	"github.com/go-playground/webhooks/v6/github"
+	"github.com/go-playground/webhooks/v6/gitlab"
 )
 
 // Kinds of source a webhook can come from.
@@ -133,64 +138,138 @@ func firstLine(s string) string {
 	return strings.TrimSpace(s)
 }
 
-// The structs below name only the fields Event needs; templates reach the
-// rest through Event.Payload.
+// GitLab, GitHub and Gitea payloads are decoded into the payload types of
+// github.com/go-playground/webhooks/v6 (its structs only: its HTTP Parse
+// would verify and read the request itself, while here Verify runs first in
+// constant time and Event.Payload keeps the raw body for templates). The
+// structs are decoded leniently (decodeLenient): a field of a type or
+// format the library did not expect is left zero instead of refusing the
+// event.
 
-type gitlabHook struct {
-	ObjectKind string `json:"object_kind"`
-	Ref        string `json:"ref"`
-	UserName   string `json:"user_name"`
-	Attrs      struct {
-		ID     int64  `json:"id"`
-		Ref    string `json:"ref"`
-		Status string `json:"status"`
-		URL    string `json:"url"`
-	} `json:"object_attributes"`
-	Project struct {
-		PathWithNamespace string `json:"path_with_namespace"`
-		WebURL            string `json:"web_url"`
-	} `json:"project"`
-	Commit struct {
-		Message string `json:"message"`
-	} `json:"commit"`
-	Commits []struct {
-		Message string `json:"message"`
-		URL     string `json:"url"`
-	} `json:"commits"`
-	TotalCommits int `json:"total_commits_count"`
+// decodeLenient fills v, a pointer to a payload struct, from body as
+// json.Unmarshal does, except that a value json.Unmarshal refuses (a time
+// in a layout the library does not know, a number sent as a string) leaves
+// only that field zero. The caller has checked that body is valid JSON.
+func decodeLenient(body []byte, v any) {
+	if json.Unmarshal(body, v) == nil {
+		return
+	}
+	lenientValue(body, reflect.ValueOf(v).Elem())
+}
+
+func lenientValue(raw []byte, v reflect.Value) {
+	if json.Unmarshal(raw, v.Addr().Interface()) == nil {
+		return
+	}
+	v.SetZero()
+	switch v.Kind() {
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		lenientValue(raw, p.Elem())
+		v.Set(p)
+	case reflect.Struct:
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(raw, &obj) == nil {
+			lenientFields(obj, v)
+		}
+	case reflect.Slice:
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) == nil {
+			s := reflect.MakeSlice(v.Type(), len(items), len(items))
+			for i, item := range items {
+				lenientValue(item, s.Index(i))
+			}
+			v.Set(s)
+		}
+	}
+}
+
+// lenientFields decodes each field of the struct v from its key in obj.
+func lenientFields(obj map[string]json.RawMessage, v reflect.Value) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case !f.IsExported() || name == "-":
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			lenientFields(obj, v.Field(i))
+		default:
+			if name == "" {
+				name = f.Name
+			}
+			if raw, ok := obj[name]; ok {
+				lenientValue(raw, v.Field(i))
+			}
+		}
+	}
 }
 
 func parseGitLab(ev *Event, body []byte) error {
-	var p gitlabHook
-	if err := json.Unmarshal(body, &p); err != nil {
-		return err
+	var head struct {
+		ObjectKind string `json:"object_kind"`
 	}
-	ev.Project = p.Project.PathWithNamespace
-	switch p.ObjectKind {
+	decodeLenient(body, &head)
+	ev.Type = head.ObjectKind
+	switch head.ObjectKind {
 	case "pipeline":
-		ev.Type = "pipeline"
-		ev.Ref = shortRef(p.Attrs.Ref)
-		ev.Status = gitlabStatus(p.Attrs.Status)
-		ev.URL = p.Attrs.URL
+		var p gitlab.PipelineEventPayload
+		decodeLenient(body, &p)
+		a := p.ObjectAttributes
+		ev.Project = p.Project.PathWithNamespace
+		ev.Ref = shortRef(a.Ref)
+		ev.Status = gitlabStatus(a.Status)
+		ev.URL = a.Url
 		if ev.URL == "" && p.Project.WebURL != "" {
-			ev.URL = fmt.Sprintf("%s/-/pipelines/%d", p.Project.WebURL, p.Attrs.ID)
+			ev.URL = fmt.Sprintf("%s/-/pipelines/%d", p.Project.WebURL, a.ID)
 		}
-		ev.Title = fmt.Sprintf("Pipeline #%d %s on %s: %s", p.Attrs.ID, ev.Status, ev.Ref, firstLine(p.Commit.Message))
+		ev.Title = fmt.Sprintf("Pipeline #%d %s on %s: %s", a.ID, ev.Status, ev.Ref, firstLine(p.Commit.Message))
 	case "push", "tag_push":
-		ev.Type = p.ObjectKind
+		// The tag push payload has the same shape.
+		var p gitlab.PushEventPayload
+		decodeLenient(body, &p)
+		ev.Project = p.Project.PathWithNamespace
 		ev.Ref = shortRef(p.Ref)
 		ev.URL = p.Project.WebURL
 		if n := len(p.Commits); n > 0 {
 			ev.URL = p.Commits[n-1].URL
 		}
-		ev.Title = fmt.Sprintf("%s pushed %d commit(s) to %s", p.UserName, p.TotalCommits, ev.Ref)
+		if head.ObjectKind == "tag_push" {
+			ev.Title = fmt.Sprintf("%s pushed tag %s", p.UserName, ev.Ref)
+		} else {
+			ev.Title = fmt.Sprintf("%s pushed %d commit(s) to %s", p.UserName, p.TotalCommitsCount, ev.Ref)
+		}
+	case "build":
+		// Job events: GitLab's object_kind is still "build".
+		var p gitlab.JobEventPayload
+		decodeLenient(body, &p)
+		ev.Project = p.ProjectName
+		ev.Ref = shortRef(p.Ref)
+		ev.Status = gitlabStatus(p.BuildStatus)
+		if p.Repository.Homepage != "" {
+			ev.URL = fmt.Sprintf("%s/-/jobs/%d", p.Repository.Homepage, p.BuildID)
+		}
+		ev.Title = fmt.Sprintf("Job %s %s on %s", p.BuildName, ev.Status, ev.Ref)
+	case "merge_request":
+		var p gitlab.MergeRequestEventPayload
+		decodeLenient(body, &p)
+		a := p.ObjectAttributes
+		ev.Project = p.Project.PathWithNamespace
+		ev.Ref = a.TargetBranch
+		ev.URL = a.URL
+		ev.Title = fmt.Sprintf("Merge request !%d %s: %s", a.IID, a.Action, a.Title)
 	case "":
 		return errors.New("no object_kind")
 	default:
-		ev.Type = p.ObjectKind
+		var p struct {
+			Ref     string         `json:"ref"`
+			Project gitlab.Project `json:"project"`
+		}
+		decodeLenient(body, &p)
+		ev.Project = p.Project.PathWithNamespace
 		ev.Ref = shortRef(p.Ref)
 		ev.URL = p.Project.WebURL
-		ev.Title = p.ObjectKind + " on " + ev.Project
+		ev.Title = head.ObjectKind + " on " + ev.Project
 	}
 	return nil
 }
@@ -204,43 +283,26 @@ func gitlabStatus(s string) string {
 	return s
 }
 
-type githubHook struct {
-	Ref         string `json:"ref"`
-	Compare     string `json:"compare"`
-	WorkflowRun *struct {
-		ID         int64  `json:"id"`
-		Name       string `json:"name"`
-		HeadBranch string `json:"head_branch"`
-		Status     string `json:"status"`
-		Conclusion string `json:"conclusion"`
-		HTMLURL    string `json:"html_url"`
-	} `json:"workflow_run"`
+// githubRepo is what every GitHub event says of its repository.
+type githubRepo struct {
+	Ref        string `json:"ref"`
 	Repository struct {
 		FullName string `json:"full_name"`
 		HTMLURL  string `json:"html_url"`
 	} `json:"repository"`
-	Pusher struct {
-		Name string `json:"name"`
-	} `json:"pusher"`
-	Commits    []json.RawMessage `json:"commits"`
-	HeadCommit *struct {
-		Message string `json:"message"`
-		URL     string `json:"url"`
-	} `json:"head_commit"`
+	WorkflowRun json.RawMessage `json:"workflow_run"`
 }
 
 func parseGitHub(ev *Event, event string, body []byte) error {
-	var p githubHook
-	if err := json.Unmarshal(body, &p); err != nil {
-		return err
-	}
-	ev.Project = p.Repository.FullName
+	var r githubRepo
+	decodeLenient(body, &r)
+	ev.Project = r.Repository.FullName
 	if event == "" {
 		// Without the header, tell the two we know by their shape.
 		switch {
-		case p.WorkflowRun != nil:
+		case len(r.WorkflowRun) > 0 && string(r.WorkflowRun) != "null":
 			event = "workflow_run"
-		case p.Ref != "":
+		case r.Ref != "":
 			event = "push"
 		default:
 			return errors.New("no X-GitHub-Event header")
@@ -249,26 +311,59 @@ func parseGitHub(ev *Event, event string, body []byte) error {
 	ev.Type = event
 	switch event {
 	case "workflow_run":
-		if p.WorkflowRun == nil {
+		var p github.WorkflowRunPayload
+		decodeLenient(body, &p)
+		run := p.WorkflowRun
+		if run.ID == 0 && run.HTMLURL == "" && run.Status == "" {
 			return errors.New("workflow_run event without workflow_run")
 		}
-		r := p.WorkflowRun
-		ev.Ref = r.HeadBranch
-		ev.URL = r.HTMLURL
+		ev.Ref = run.HeadBranch
+		ev.URL = run.HTMLURL
 		// The conclusion is the outcome once completed; before that the
 		// status (queued, in_progress) is all there is.
-		ev.Status = githubStatus(r.Status, r.Conclusion)
-		ev.Title = fmt.Sprintf("Workflow %s %s on %s", r.Name, ev.Status, ev.Ref)
+		ev.Status = githubStatus(run.Status, run.Conclusion)
+		name := run.Name
+		if name == "" {
+			name = p.Workflow.Name
+		}
+		ev.Title = fmt.Sprintf("Workflow %s %s on %s", name, ev.Status, ev.Ref)
+	case "workflow_job":
+		var p github.WorkflowJobPayload
+		decodeLenient(body, &p)
+		// The library's struct names neither the branch nor the workflow.
+		var more struct {
+			WorkflowJob struct {
+				HeadBranch   string `json:"head_branch"`
+				WorkflowName string `json:"workflow_name"`
+			} `json:"workflow_job"`
+		}
+		decodeLenient(body, &more)
+		job := p.WorkflowJob
+		ev.Ref = more.WorkflowJob.HeadBranch
+		ev.URL = job.HTMLURL
+		ev.Status = githubStatus(job.Status, job.Conclusion)
+		ev.Title = strings.TrimSpace(fmt.Sprintf("Job %s %s %s on %s", more.WorkflowJob.WorkflowName, job.Name, ev.Status, ev.Ref))
 	case "push":
+		var p github.PushPayload
+		decodeLenient(body, &p)
 		ev.Ref = shortRef(p.Ref)
 		ev.URL = p.Compare
-		if ev.URL == "" && p.HeadCommit != nil {
+		if ev.URL == "" {
 			ev.URL = p.HeadCommit.URL
 		}
 		ev.Title = fmt.Sprintf("%s pushed %d commit(s) to %s", p.Pusher.Name, len(p.Commits), ev.Ref)
+	case "pull_request":
+		// Ref is the branch the pull request would merge into, so a
+		// branch filter on main hears the pull requests aimed at main.
+		var p github.PullRequestPayload
+		decodeLenient(body, &p)
+		pr := p.PullRequest
+		ev.Ref = pr.Base.Ref
+		ev.URL = pr.HTMLURL
+		ev.Title = fmt.Sprintf("Pull request #%d %s: %s", p.Number, p.Action, pr.Title)
 	default:
-		ev.Ref = shortRef(p.Ref)
-		ev.URL = p.Repository.HTMLURL
+		ev.Ref = shortRef(r.Ref)
+		ev.URL = r.Repository.HTMLURL
 		ev.Title = event + " on " + ev.Project
 	}
 	return nil
@@ -289,39 +384,28 @@ func githubStatus(status, conclusion string) string {
 	return conclusion
 }
 
-type giteaHook struct {
-	Ref        string `json:"ref"`
-	CompareURL string `json:"compare_url"`
-	Commits    []struct {
-		Message string `json:"message"`
-		URL     string `json:"url"`
-	} `json:"commits"`
-	Repository struct {
-		FullName string `json:"full_name"`
-		HTMLURL  string `json:"html_url"`
-	} `json:"repository"`
-	Pusher struct {
-		Login string `json:"login"`
-	} `json:"pusher"`
-}
-
 func parseGitea(ev *Event, event string, body []byte) error {
-	var p giteaHook
-	if err := json.Unmarshal(body, &p); err != nil {
-		return err
-	}
 	if event == "" {
 		event = "push"
 	}
 	ev.Type = event
-	ev.Project = p.Repository.FullName
+	// Every Gitea event names its repository; a push also its commits.
+	var p gitea.PushPayload
+	decodeLenient(body, &p)
+	if p.Repo != nil {
+		ev.Project = p.Repo.FullName
+		ev.URL = p.Repo.HTMLURL
+	}
 	ev.Ref = shortRef(p.Ref)
-	ev.URL = p.CompareURL
-	if ev.URL == "" {
-		ev.URL = p.Repository.HTMLURL
+	if p.CompareURL != "" {
+		ev.URL = p.CompareURL
 	}
 	if event == "push" {
-		ev.Title = fmt.Sprintf("%s pushed %d commit(s) to %s", p.Pusher.Login, len(p.Commits), ev.Ref)
+		pusher := ""
+		if p.Pusher != nil {
+			pusher = p.Pusher.UserName
+		}
+		ev.Title = fmt.Sprintf("%s pushed %d commit(s) to %s", pusher, len(p.Commits), ev.Ref)
 	} else {
 		ev.Title = event + " on " + ev.Project
 	}

@@ -10,6 +10,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/go-playground/webhooks/v6/gitea"
+	"github.com/go-playground/webhooks/v6/github"
+	"github.com/go-playground/webhooks/v6/gitlab"
 )
 
 func TestSourceValidate(t *testing.T) {
@@ -162,5 +166,123 @@ func TestParseSlackForm(t *testing.T) {
 	}
 	if ev.Text != "deployed" || ev.Channel != "ops" || string(ev.Payload) != js {
 		t.Fatalf("got %+v", ev)
+	}
+}
+
+// TestParseDocumented parses the payloads as the providers document them:
+// GitLab's doc/user/project/integrations/webhook_events.md (the job
+// example without its two // comments and trailing comma, which GitLab
+// never sends) and GitHub's examples in octokit/webhooks'
+// payload-examples/api.github.com (github_doc_workflow_run_failure.json is
+// the completed example with "conclusion": "failure").
+func TestParseDocumented(t *testing.T) {
+	for _, tc := range []struct {
+		file, kind, event string
+		want              Event // only Type, Project, Ref, Status, URL and Title are compared
+	}{
+		{"gitlab_doc_pipeline.json", KindGitLab, "Pipeline Hook", Event{Type: "pipeline", Project: "gitlab-org/gitlab-test", Ref: "master", Status: "success",
+			URL: "http://example.com/gitlab-org/gitlab-test/-/pipelines/31", Title: "Pipeline #31 success on master: test"}},
+		{"gitlab_doc_push.json", KindGitLab, "Push Hook", Event{Type: "push", Project: "mike/diaspora", Ref: "master",
+			URL: "http://example.com/mike/diaspora/commit/da1560886d4f094c3e6c9ef40349f7d38b5d27d7", Title: "John Smith pushed 4 commit(s) to master"}},
+		{"gitlab_doc_tag_push.json", KindGitLab, "Tag Push Hook", Event{Type: "tag_push", Project: "jsmith/example", Ref: "v1.0.0",
+			URL: "http://example.com/jsmith/example", Title: "John Smith pushed tag v1.0.0"}},
+		{"gitlab_doc_job.json", KindGitLab, "Job Hook", Event{Type: "build", Project: "gitlab-org/gitlab-test", Ref: "gitlab-script-trigger", Status: "created",
+			URL: "http://192.168.64.1:3005/gitlab-org/gitlab-test/-/jobs/1977", Title: "Job test created on gitlab-script-trigger"}},
+		{"github_doc_workflow_run_completed.json", KindGitHub, "workflow_run", Event{Type: "workflow_run", Project: "octo-org/octo-repo", Ref: "master", Status: "success",
+			URL: "https://github.com/octo-org/octo-repo/actions/runs/289782451", Title: "Workflow test success on master"}},
+		{"github_doc_workflow_run_failure.json", KindGitHub, "workflow_run", Event{Type: "workflow_run", Project: "octo-org/octo-repo", Ref: "master", Status: "failed",
+			URL: "https://github.com/octo-org/octo-repo/actions/runs/289782451", Title: "Workflow test failed on master"}},
+		{"github_doc_workflow_run_requested.json", KindGitHub, "workflow_run", Event{Type: "workflow_run", Project: "octo-org/octo-repo", Ref: "master", Status: "queued",
+			URL: "https://github.com/octo-org/octo-repo/actions/runs/289782451", Title: "Workflow test queued on master"}},
+		{"github_doc_workflow_run_completed.json", KindGitHub, "", Event{Type: "workflow_run", Project: "octo-org/octo-repo", Ref: "master", Status: "success",
+			URL: "https://github.com/octo-org/octo-repo/actions/runs/289782451", Title: "Workflow test success on master"}},
+		{"github_doc_push_branch.json", KindGitHub, "push", Event{Type: "push", Project: "Codertocat/Hello-World", Ref: "master",
+			URL: "https://github.com/Codertocat/Hello-World/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246", Title: "Codertocat pushed 1 commit(s) to master"}},
+		{"github_doc_push_tag.json", KindGitHub, "push", Event{Type: "push", Project: "Codertocat/Hello-World", Ref: "simple-tag",
+			URL: "https://github.com/Codertocat/Hello-World/compare/6113728f27ae...000000000000", Title: "Codertocat pushed 0 commit(s) to simple-tag"}},
+		{"github_doc_workflow_job_failure.json", KindGitHub, "workflow_job", Event{Type: "workflow_job", Project: "Codertocat/Hello-World", Ref: "main", Status: "failed",
+			URL: "https://github.com/octo-org/octo-repo/runs/1291536064", Title: "Job CodeQL linters failed on main"}},
+		{"github_doc_pull_request_opened.json", KindGitHub, "pull_request", Event{Type: "pull_request", Project: "Codertocat/Hello-World", Ref: "master",
+			URL: "https://github.com/Codertocat/Hello-World/pull/2", Title: "Pull request #2 opened: Update the README with new information."}},
+		{"github_doc_ping.json", KindGitHub, "ping", Event{Type: "ping", Project: "Octocoders/Hello-World",
+			URL: "https://github.com/Octocoders/Hello-World", Title: "ping on Octocoders/Hello-World"}},
+	} {
+		t.Run(tc.file+"/"+tc.event, func(t *testing.T) {
+			body := readSample(t, tc.file)
+			h := http.Header{}
+			h.Set("X-Gitlab-Event", tc.event)
+			h.Set("X-GitHub-Event", tc.event)
+			got, err := Source{Name: "src", Kind: tc.kind}.Parse(h, body, testNow)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if string(got.Payload) != string(body) {
+				t.Error("the payload was not kept as received")
+			}
+			got = Event{Type: got.Type, Project: got.Project, Ref: got.Ref, Status: got.Status, URL: got.URL, Title: got.Title}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A field the Event does not need, in a type or format the library's
+// struct does not expect, loses only that field: the event is still
+// accepted with everything else.
+func TestParseLenient(t *testing.T) {
+	for _, tc := range []struct {
+		file, kind, event string
+		edit              map[string]string // old -> new, in the documented payload
+		strict            any               // the library's struct, which json.Unmarshal refuses the edit into
+		want              Event
+	}{
+		{"gitlab_doc_pipeline.json", KindGitLab, "Pipeline Hook", map[string]string{
+			`"created_at": "2016-08-12 15:23:28 UTC",
+      "finished_at"`: `"created_at": "last Friday",
+      "finished_at"`,
+			`"duration": 63`:         `"duration": "63"`,
+			`"visibility_level": 20`: `"visibility_level": "public"`,
+		}, &gitlab.PipelineEventPayload{}, Event{Type: "pipeline", Project: "gitlab-org/gitlab-test", Ref: "master", Status: "success",
+			URL: "http://example.com/gitlab-org/gitlab-test/-/pipelines/31", Title: "Pipeline #31 success on master: test"}},
+		{"gitlab_doc_push.json", KindGitLab, "Push Hook", map[string]string{
+			`"timestamp": "2011-12-12T14:27:31+02:00"`: `"timestamp": 1323692851`,
+			`"total_commits_count": 4`:                 `"total_commits_count": "4"`,
+		}, &gitlab.PushEventPayload{}, Event{Type: "push", Project: "mike/diaspora", Ref: "master",
+			URL: "http://example.com/mike/diaspora/commit/da1560886d4f094c3e6c9ef40349f7d38b5d27d7", Title: "John Smith pushed 0 commit(s) to master"}},
+		{"github_doc_workflow_run_completed.json", KindGitHub, "workflow_run", map[string]string{
+			`"created_at": "2020-10-05T16:33:24Z"`: `"created_at": 1601915604`,
+			`"run_number": 163`:                    `"run_number": "163"`,
+		}, &github.WorkflowRunPayload{}, Event{Type: "workflow_run", Project: "octo-org/octo-repo", Ref: "master", Status: "success",
+			URL: "https://github.com/octo-org/octo-repo/actions/runs/289782451", Title: "Workflow test success on master"}},
+		{"gitea_push.json", KindGitea, "push", map[string]string{
+			`"timestamp": "2017-03-13T13:52:11-04:00"`: `"timestamp": "13/03/2017"`,
+			`"id": 140`: `"id": "140"`,
+		}, &gitea.PushPayload{}, Event{Type: "push", Project: "gitea/webhooks", Ref: "develop",
+			URL: "http://localhost:3000/gitea/webhooks/compare/28e1879d029cb852e4844d9c718537df08844e03...bffeb74224043ba2feb48d137756c8a9331c449a", Title: "gitea pushed 1 commit(s) to develop"}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			body := string(readSample(t, tc.file))
+			for old, repl := range tc.edit {
+				if !strings.Contains(body, old) {
+					t.Fatalf("sample lacks %q", old)
+				}
+				body = strings.Replace(body, old, repl, 1)
+			}
+			if json.Unmarshal([]byte(body), tc.strict) == nil {
+				t.Fatal("json.Unmarshal accepts the edited payload: the test shows nothing")
+			}
+			h := http.Header{}
+			h.Set("X-GitHub-Event", tc.event)
+			h.Set("X-Gitea-Event", tc.event)
+			got, err := Source{Name: "src", Kind: tc.kind}.Parse(h, []byte(body), testNow)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			got = Event{Type: got.Type, Project: got.Project, Ref: got.Ref, Status: got.Status, URL: got.URL, Title: got.Title}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+		})
 	}
 }
