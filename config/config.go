@@ -216,6 +216,9 @@ type Notifications struct {
 	// /healthz and Mattermost's callbacks, stays on loopback. "": the
 	// webhooks are served on http.listen.
 	Listen string `yaml:"listen"`
+	// PublicURL is where the providers reach the webhooks, as `hooks`
+	// shows it, e.g. https://hooks.example.com; "" shows http://<listen>.
+	PublicURL string `yaml:"public_url"`
 	// StoreFile keeps accepted events until they are delivered, and the
 	// IDs of recent deliveries; "" puts events.db beside the chat state.
 	StoreFile string `yaml:"store_file"`

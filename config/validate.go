@@ -214,6 +214,11 @@ func (l *loader) validateNotifications(c *Config) {
 	if (len(n.Sources) > 0 || len(n.Recipes) > 0) && n.Listen == "" && c.HTTP.Listen == "" {
 		l.add("notifications.listen", "webhooks need an address: set notifications.listen or http.listen")
 	}
+	if n.PublicURL != "" {
+		if msg := checkURL(n.PublicURL); msg != "" {
+			l.add("notifications.public_url", "%s", msg)
+		}
+	}
 	if n.StoreFile != "" && !strings.HasPrefix(n.StoreFile, "/") {
 		l.add("notifications.store_file", "%q should be an absolute path", n.StoreFile)
 	}

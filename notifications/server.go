@@ -172,11 +172,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if !fresh {
+		rw.reason = "a replay, dropped"
 		log.Info("webhook replay dropped", "id", ev.ID)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"duplicate":true}`+"\n")
 		return
 	}
+	rw.reason = "accepted"
 	log.Info("webhook accepted", "id", ev.ID, "type", ev.Type, "project", ev.Project)
 	s.onEvent(ev)
 	w.WriteHeader(http.StatusAccepted)

@@ -54,6 +54,7 @@ type services struct {
 	// schedules is what `schedule` sees: the daemon's scheduler, or a
 	// read-only view of it in the terminal.
 	schedules commands.Schedules
+	hooks     commands.Hooks // the daemon's webhook centre; nil elsewhere
 }
 
 // newServices builds the engine and the backup repository from config.
@@ -97,6 +98,7 @@ func newRouter(cfg config.Config, poster chat.Poster, svc services, log *slog.Lo
 	}
 	defs := append(commands.MinionCommands(svc.engine, safe), commands.BackupCommands(repo)...)
 	defs = append(defs, commands.MaintenanceCommands(maint, svc.engine, repo, sched)...)
+	defs = append(defs, commands.HooksCommands(svc.hooks, nil)...)
 	reg, err := commands.NewRegistry(defs...)
 	if err != nil {
 		return nil, nil, err
@@ -341,19 +343,32 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The webhook centre hands recipes' commands to the queue, made below.
+	var queue *commands.Queue
+	hooks, err := newNotifier(cfg, ob, takerFunc(func() commandTaker { return queue }), log.With("component", "notifications"))
+	if err != nil {
+		return err
+	}
+	defer hooks.Close()
+	svc.hooks = hooksView{n: hooks, base: hooks.publicBase(cfg.HTTP.Listen)}
 	cfg.Maintenance.StateFile = maintenanceStateFile(cfg)
-	svc.sched, err = newScheduler(cfg, svc, newReporter(ob, cfg.Chat.OpsChannel, log.With("component", "reports")), log.With("component", "schedule"))
+	reports := notifyReports{next: newReporter(ob, cfg.Chat.OpsChannel, log.With("component", "reports")), n: hooks}
+	svc.sched, err = newScheduler(cfg, svc, reports, log.With("component", "schedule"))
 	if err != nil {
 		return err
 	}
 	svc.schedules = svc.sched
-	rt, _, err := newRouter(cfg, ob, svc, log.With("component", "commands"), func(o *commands.Options) { o.LevelOf = perms.Level })
+	rt, _, err := newRouter(cfg, ob, svc, log.With("component", "commands"), func(o *commands.Options) { o.LevelOf = recipeLevels(perms.Level) })
 	if err != nil {
 		return err
 	}
-	queue := commands.NewQueue(rt, commands.QueueOptions{
+	queue = commands.NewQueue(rt, commands.QueueOptions{
 		Workers: cfg.Chat.Workers, Journal: ob, MaxAge: cfg.Chat.MaxCommandAge.D(), Logger: log.With("component", "queue"),
 	})
+	hooksLn, err := hooks.listen()
+	if err != nil {
+		return err
+	}
 
 	var ln net.Listener
 	if cfg.HTTP.Listen != "" {
@@ -368,20 +383,20 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	g.Go(func() error { return mm.Run(gctx, queue) })
 	g.Go(func() error { return queue.Run(gctx) })
 	g.Go(func() error { return svc.sched.Run(gctx) })
+	g.Go(func() error { return hooks.Run(gctx) })
 	if ln != nil {
-		srv := &http.Server{Handler: healthHandler(health{chat: mm, queue: queue, outbox: ob}), ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("http server: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		})
+		mux := http.NewServeMux()
+		mux.Handle("GET /healthz", healthHandler(health{chat: mm, queue: queue, outbox: ob}))
+		if hooksLn == nil {
+			mux.Handle("/hooks/", hooks.server)
+		}
+		// Webhook timeouts: a slow client cannot hold a connection long.
+		srv := hooks.server.HTTPServer("")
+		srv.Handler = mux
+		serveHTTP(gctx, g, srv, ln, "http server")
+	}
+	if hooksLn != nil {
+		serveHTTP(gctx, g, hooks.httpServer(), hooksLn, "webhook server")
 	}
 	ops := func(ctx context.Context, text string) {
 		if cfg.Chat.OpsChannel == "" {
@@ -407,6 +422,27 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	}
 	return err
 }
+
+// serveHTTP serves srv on ln in g and shuts it down when ctx ends.
+func serveHTTP(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.Listener, what string) {
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+}
+
+// takerFunc is a commandTaker made later than its first user.
+type takerFunc func() commandTaker
+
+func (f takerFunc) Handle(ctx context.Context, m chat.Message) { f().Handle(ctx, m) }
 
 // posterFunc is a chat.Poster made later than its first user.
 type posterFunc func() chat.Poster
