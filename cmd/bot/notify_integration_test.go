@@ -346,3 +346,40 @@ func TestWebhooksSurviveOutages(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployOnGreen: a pipeline success on main runs the configured update
+// of a summoned minion, and its result is posted; a failure does not.
+func TestDeployOnGreen(t *testing.T) {
+	e, d, dir := minionEnv(t)
+	ops := e.NewChannel(t)
+	_, hostPort, _ := strings.Cut(freePort(t), ":")
+	b := startHookBot(t, e, dir, append(minionDaemonEnv(t, e, d, dir, "green.summoner.test"),
+		"SUMMONER_CHAT_OPS_CHANNEL="+ops.Name, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username),
+		"    - name: deploy-on-green\n      source: gl\n      events: [pipeline]\n      branches: [main]\n      statuses: [success]\n"+
+			"      actions:\n        - post: {channel: "+ops.Name+", template: \"🚀 {{.Project}} is green on {{.Ref}}: deploying\"}\n"+
+			"        - command: {line: update testmin 1.1, level: operator, channel: "+ops.Name+"}\n")
+	waitHealthy(t, b.addr)
+	op := e.Client(t, e.Operator)
+	p := mmtest.Post(t, op, ops.Id, "", "@"+e.BotUsername+" summon testmin HTTP_PORT="+hostPort)
+	r := mmtest.WaitReply(t, op, p, 30*time.Second)
+	if got := mmtest.WaitEdited(t, op, r.Id, 2*time.Minute, func(s string) bool { return strings.Contains(s, " is up") || strings.Contains(s, "wrong") }).Message; !strings.Contains(got, "testmin 1.0 is up") {
+		t.Fatalf("summon: %q", got)
+	}
+
+	// A failed pipeline on main and a green one on another branch deploy nothing.
+	b.gitlab(t, "Pipeline Hook", payload(t, "gitlab_pipeline.json", map[string]any{"object_attributes.ref": "main", "object_attributes.status": "failed"}), newID())
+	b.gitlab(t, "Pipeline Hook", payload(t, "gitlab_pipeline.json", map[string]any{"object_attributes.ref": "dev", "object_attributes.status": "success"}), newID())
+	b.gitlab(t, "Pipeline Hook", payload(t, "gitlab_pipeline.json", map[string]any{"object_attributes.ref": "main", "object_attributes.status": "success"}), newID())
+	posts := waitBotPost(t, op, e, ops.Id, "testmin now runs 1.1 (was 1.0)", 3*time.Minute)
+	if n := count(posts, "is green on"); n != 1 {
+		t.Errorf("%d deploy announcements, want 1: %q", n, posts)
+	}
+	if count(posts, "🚀 gitlab-org/gitlab-test is green on main: deploying") != 1 {
+		t.Errorf("announcement: %q", posts)
+	}
+	for _, c := range d.Containers(t, minion) {
+		if c.Labels["summoner.role"] == "web" && c.Labels["summoner.version"] != "1.1" {
+			t.Errorf("web container runs %s, want 1.1", c.Labels["summoner.version"])
+		}
+	}
+}
