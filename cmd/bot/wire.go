@@ -48,6 +48,7 @@ func newLogger(c config.Log, w io.Writer, quiet bool) *slog.Logger {
 // services are the domain services the commands drive.
 type services struct {
 	engine *minions.Engine
+	docker *client.Client
 	repo   *storage.Repository  // nil without backup destinations
 	maint  *maintenance.Service // nil without backup destinations
 	sched  *maintenance.Scheduler
@@ -70,7 +71,7 @@ func newServices(cfg config.Config, log *slog.Logger) (services, error) {
 	if err != nil {
 		return services{}, err
 	}
-	svc := services{engine: engine, repo: repo}
+	svc := services{engine: engine, docker: dc, repo: repo}
 	if repo != nil {
 		svc.maint = maintenance.New(maintenance.Options{Docker: dc, Engine: engine, Repo: repo, Logger: log.With("component", "maintenance")})
 	}
@@ -358,13 +359,18 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		return err
 	}
 	svc.schedules = svc.sched
-	rt, _, err := newRouter(cfg, ob, svc, log.With("component", "commands"), func(o *commands.Options) { o.LevelOf = recipeLevels(perms.Level) })
+	in, err := newInteraction(cfg, ob, mm, svc.engine, perms.Level, log.With("component", "interact"))
+	if err != nil {
+		return err
+	}
+	rt, _, err := newRouter(cfg, in.poster(), svc, log.With("component", "commands"), func(o *commands.Options) { o.LevelOf = recipeLevels(perms.Level) })
 	if err != nil {
 		return err
 	}
 	queue = commands.NewQueue(rt, commands.QueueOptions{
-		Workers: cfg.Chat.Workers, Journal: ob, MaxAge: cfg.Chat.MaxCommandAge.D(), Logger: log.With("component", "queue"),
+		Workers: cfg.Chat.Workers, Journal: in.journal(), MaxAge: cfg.Chat.MaxCommandAge.D(), Logger: log.With("component", "queue"),
 	})
+	in.use(rt, queue)
 	hooksLn, err := hooks.listen()
 	if err != nil {
 		return err
@@ -384,9 +390,14 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 	g.Go(func() error { return queue.Run(gctx) })
 	g.Go(func() error { return svc.sched.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
+	if cfg.Notifications.Alerts.Containers {
+		w := containerWatcher(cfg, svc.docker, hooks, log.With("component", "alerts"))
+		g.Go(func() error { return w.Run(gctx) })
+	}
 	if ln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /healthz", healthHandler(health{chat: mm, queue: queue, outbox: ob}))
+		in.mount(mux)
 		if hooksLn == nil {
 			mux.Handle("/hooks/", hooks.server)
 		}
@@ -412,6 +423,7 @@ func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
 		summonApplications(gctx, svc.engine, cfg.Summoner.Applications, log, ops)
 		return nil
 	})
+	g.Go(func() error { in.check(gctx, mm, ops); return nil })
 	err = g.Wait()
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		log.Info("stopped")
