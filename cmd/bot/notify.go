@@ -16,6 +16,7 @@ import (
 	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/config"
 	"github.com/summoner-bot/summoner/maintenance"
+	"github.com/summoner-bot/summoner/minions"
 	"github.com/summoner-bot/summoner/notifications"
 )
 
@@ -465,3 +466,28 @@ func (n *notifier) listen() (net.Listener, error) {
 
 // httpServer is the webhook server for a listener of its own.
 func (n *notifier) httpServer() *http.Server { return n.server.HTTPServer(n.cfg.Listen) }
+
+// containerWatcher turns the Docker events of summoned minions into alerts
+// through the recipes (the built-in one posts them to the ops channel).
+func containerWatcher(cfg config.Config, dc notifications.DockerAPI, n *notifier, log *slog.Logger) *notifications.Watcher {
+	states := &minions.StateStore{Dir: cfg.Docker.StateDir}
+	return notifications.NewWatcher(notifications.WatcherOptions{
+		Docker: dc, Emit: n.Emit, Logger: log,
+		Window: cfg.Notifications.Alerts.Window.D(), LogLines: cfg.Notifications.Alerts.LogLines,
+		// Generated passwords and secret settings never reach the channel,
+		// even when an app prints them in its log.
+		Secrets: func(minion string) []string {
+			st, err := states.Load(minion)
+			if err != nil {
+				return nil
+			}
+			var out []string
+			for _, v := range st.Secrets {
+				if len(v) >= 4 {
+					out = append(out, v)
+				}
+			}
+			return out
+		},
+	})
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/mattermost/mattermost-server/v6/model"
 
 	"github.com/summoner-bot/summoner/internal/mmtest"
+	"github.com/summoner-bot/summoner/minions"
 )
 
 const (
@@ -377,9 +378,38 @@ func TestDeployOnGreen(t *testing.T) {
 	if count(posts, "🚀 gitlab-org/gitlab-test is green on main: deploying") != 1 {
 		t.Errorf("announcement: %q", posts)
 	}
+	web := ""
 	for _, c := range d.Containers(t, minion) {
-		if c.Labels["summoner.role"] == "web" && c.Labels["summoner.version"] != "1.1" {
-			t.Errorf("web container runs %s, want 1.1", c.Labels["summoner.version"])
+		if c.Labels["summoner.role"] == "web" {
+			web = c.ID
+			if c.Labels["summoner.version"] != "1.1" {
+				t.Errorf("web container runs %s, want 1.1", c.Labels["summoner.version"])
+			}
 		}
+	}
+
+	// A killed container: the alert, with its last log lines and without
+	// the database password the app prints, reaches the ops channel.
+	st, err := (&minions.StateStore{Dir: filepath.Join(dir, "state")}).Load(minion)
+	if err != nil || st.Secrets["DB_PASSWORD"] == "" {
+		t.Fatalf("the minion's state: %+v, %v", st, err)
+	}
+	killed := time.Now()
+	if err := d.Client.ContainerKill(t.Context(), web, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	posts = waitBotPost(t, op, e, ops.Id, "died", 30*time.Second)
+	t.Logf("the alert reached the channel %v after the kill", time.Since(killed).Round(10*time.Millisecond))
+	alert := ""
+	for _, p := range posts {
+		if strings.Contains(p, "died") {
+			alert = p
+		}
+	}
+	if !strings.Contains(alert, "testmin") || !strings.Contains(alert, "testapp 1.1 starting") || !strings.Contains(alert, "137") {
+		t.Errorf("alert without the minion, its exit code or its last log lines:\n%s", alert)
+	}
+	if strings.Contains(alert, st.Secrets["DB_PASSWORD"]) {
+		t.Errorf("the alert shows the database password:\n%s", alert)
 	}
 }
