@@ -565,7 +565,7 @@ func (e *Engine) forward(ctx context.Context, f *ForwardAction, ev *Event) error
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("forwarding to %s: %w", recipeRedact(f.URL), err)
+		return fmt.Errorf("forwarding to %s: %w", RedactURL(f.URL), err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := e.o.HTTPClient.Do(req)
@@ -575,20 +575,20 @@ func (e *Engine) forward(ctx context.Context, f *ForwardAction, ev *Event) error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("forwarding to %s: %w", recipeRedact(f.URL), err)
+		return fmt.Errorf("forwarding to %s: %w", RedactURL(f.URL), err)
 	}
 	defer resp.Body.Close()
 	// Drain a little so the connection can be reused, never a whole body.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("forwarding to %s: %s", recipeRedact(f.URL), resp.Status)
+		return fmt.Errorf("forwarding to %s: %s", RedactURL(f.URL), resp.Status)
 	}
 	return nil
 }
 
-// recipeRedact keeps a URL's scheme, host and path: forward URLs often
+// RedactURL keeps a URL's scheme, host and path: forward URLs often
 // carry a token in the query or the user info.
-func recipeRedact(raw string) string {
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(bad url)"

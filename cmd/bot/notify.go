@@ -361,26 +361,11 @@ func actionWords(a notifications.Action) string {
 		}
 		return fmt.Sprintf("run `%s` as %s", a.Command.Line, level)
 	case a.Forward != nil:
-		return "forward to " + redactURL(a.Forward.URL)
+		return "forward to " + notifications.RedactURL(a.Forward.URL)
 	}
 	return "nothing"
 }
 
-// redactURL keeps the scheme, host and path of a URL: a forward URL may
-// hold a token in its query or user part.
-func redactURL(raw string) string {
-	i := strings.IndexAny(raw, "?#")
-	if i >= 0 {
-		raw = raw[:i]
-	}
-	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
-		if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.IndexByte(rest+"/", '/') {
-			rest = rest[at+1:]
-		}
-		return scheme + "://" + rest
-	}
-	return raw
-}
 
 // outboxPoster posts a recipe's messages through the persistent outbox,
 // by channel name, once per key.
