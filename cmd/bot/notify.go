@@ -366,7 +366,6 @@ func actionWords(a notifications.Action) string {
 	return "nothing"
 }
 
-
 // outboxPoster posts a recipe's messages through the persistent outbox,
 // by channel name, once per key.
 type outboxPoster struct{ ob oncePoster }
