@@ -77,7 +77,7 @@ func TestSlashCommandThroughMattermost(t *testing.T) {
 	ch := e.NewChannel(t)
 	addr := freePort(t)
 	trigger, token := slashCommand(t, e, "http://"+addr)
-	startDaemon(t, append(interactEnv(t, e, addr, token), "SUMMONER_CHAT_STATE_FILE="+filepath.Join(t.TempDir(), "state.json"),
+	d := startDaemon(t, append(interactEnv(t, e, addr, token), "SUMMONER_CHAT_STATE_FILE="+filepath.Join(t.TempDir(), "state.json"),
 		"SUMMONER_DOCKER_STATE_DIR="+t.TempDir()))
 	waitHealthy(t, addr)
 
@@ -119,6 +119,23 @@ func TestSlashCommandThroughMattermost(t *testing.T) {
 	if _, _, err := member.ExecuteCommand(ch.Id, "/"+bad.Trigger+" status"); err == nil {
 		t.Fatal("a slash command with another token was answered")
 	}
+	// Set up as the README says: the start-up check finds nothing missing.
+	waitLog(t, d, "Mattermost set-up not checked")
+	if out := d.stderr.String(); strings.Contains(out, "set-up incomplete") || strings.Contains(out, token) {
+		t.Fatalf("start-up check complained, or the token leaked:\n%s", out)
+	}
+}
+
+// waitLog waits for a line of the daemon's log.
+func waitLog(t *testing.T, d *daemon, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(d.stderr.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log never said %q:\n%s", want, d.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestConfirmButtonThroughMattermost: a purge asks for confirmation with
@@ -129,8 +146,12 @@ func TestConfirmButtonThroughMattermost(t *testing.T) {
 	ch := e.NewChannel(t)
 	addr, port := freePort(t), freePort(t)
 	_, hostPort, _ := strings.Cut(port, ":")
-	startDaemon(t, append(minionDaemonEnv(t, e, d, dir, "buttons.summoner.test"), interactEnv(t, e, addr, "")...))
+	bot := startDaemon(t, append(minionDaemonEnv(t, e, d, dir, "buttons.summoner.test"), interactEnv(t, e, addr, "")...))
 	waitHealthy(t, addr)
+	// No slash token: the start-up check says so. The bot's token may not
+	// list slash commands, so that one is a note to check by hand.
+	waitLog(t, bot, "make sure one calls http://"+addr+"/mattermost/slash")
+	waitLog(t, bot, "is not set, so I refuse every `/summon` request")
 
 	admin, member := e.Client(t, e.Admin), e.Client(t, e.Member)
 	say := func(text string, done func(string) bool) *model.Post {
