@@ -7,10 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -215,65 +213,6 @@ func TestNewServerRefusesBadSources(t *testing.T) {
 	if strings.Contains(err.Error(), testSecret) {
 		t.Fatalf("error reveals the secret: %v", err)
 	}
-}
-
-// BenchmarkServer measures accepted webhooks (generic kind: HMAC check,
-// parse, synced store write) over loopback; compare with BenchmarkBare.
-func BenchmarkServer(b *testing.B) {
-	st, err := OpenStore(filepath.Join(b.TempDir(), "events.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	srv, err := NewServer(ServerOptions{
-		Sources: []Source{{Name: "ci", Kind: KindGeneric, Secret: testSecret}},
-		Store:   st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchHTTP(b, srv, func(i int64) (http.Header, []byte) {
-		body := []byte(`{"type":"deploy","project":"shop","title":"run ` + strconv.FormatInt(i, 10) + `"}`)
-		return Sign(testSecret, body, time.Now()), body
-	}, http.StatusAccepted)
-}
-
-// BenchmarkBare is a handler that reads the body and answers 200.
-func BenchmarkBare(b *testing.B) {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-	})
-	benchHTTP(b, h, func(i int64) (http.Header, []byte) {
-		return http.Header{}, []byte(`{"type":"deploy","project":"shop","title":"run ` + strconv.FormatInt(i, 10) + `"}`)
-	}, http.StatusOK)
-}
-
-func benchHTTP(b *testing.B, h http.Handler, req func(int64) (http.Header, []byte), want int) {
-	ts := httptest.NewServer(h)
-	defer ts.Close()
-	client := ts.Client()
-	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 256
-	var n atomic.Int64
-	b.SetParallelism(8)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			hd, body := req(n.Add(1))
-			r, _ := http.NewRequest(http.MethodPost, ts.URL+"/hooks/ci", bytes.NewReader(body))
-			r.Header = hd
-			resp, err := client.Do(r)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != want {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
-		}
-	})
 }
 
 // A body without Content-Length (chunked) is cut at MaxBody too.

@@ -52,7 +52,12 @@ func OpenStore(path string, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the folder of the event store: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// InitialMmapSize: a store that grows under a burst is not re-mapped
+	// (which blocks every reader and writer) until it passes 64 MiB; the
+	// file itself still grows only as needed. NoGrowSync stays off: on
+	// ext4, skipping the fsync after growing the file is not safe.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true,
+		FreelistType: bolt.FreelistMapType, InitialMmapSize: 64 << 20})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("event store %s is in use by another summoner process", path)
