@@ -288,10 +288,20 @@ func TestWebhooksToChat(t *testing.T) {
 	}
 }
 
-// TestWebhooksSurviveOutages: 200 events sent while Mattermost is down,
-// with a bot restart in the middle, all appear once each, in order, when
-// it is back.
+// TestWebhooksSurviveOutages: 200 events sent while Mattermost is down
+// all appear once each, in order, when it is back; the same with a bot
+// restart in the middle.
 func TestWebhooksSurviveOutages(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		name := "chat-down"
+		if restart {
+			name += "-bot-restarted"
+		}
+		t.Run(name, func(t *testing.T) { webhookOutage(t, restart) })
+	}
+}
+
+func webhookOutage(t *testing.T, restart bool) {
 	e := mmtest.FromEnv(t)
 	ch := e.NewChannel(t)
 	dir := t.TempDir()
@@ -301,43 +311,38 @@ func TestWebhooksSurviveOutages(t *testing.T) {
 	mattermostCtl(t, "stop")
 	run := newID()
 	text := func(i int) string { return fmt.Sprintf("event %s %03d", run, i) }
-	for i := 1; i <= 100; i++ {
-		if code := b.slack(t, text(i)); code != http.StatusAccepted {
-			t.Fatalf("event %d: HTTP %d", i, code)
+	for i := 1; i <= 200; i++ {
+		if i == 101 && restart {
+			b.d.stop(t)
+			b.d = startDaemon(t, b.env)
+			waitFor(t, "the restarted bot's HTTP server", 30*time.Second, func() bool {
+				code, _ := healthz(b.addr)
+				return code != 0
+			})
 		}
-	}
-	b.d.stop(t)
-	b.d = startDaemon(t, b.env)
-	waitFor(t, "the restarted bot's HTTP server", 30*time.Second, func() bool {
-		code, _ := healthz(b.addr)
-		return code != 0
-	})
-	for i := 101; i <= 200; i++ {
 		if code := b.slack(t, text(i)); code != http.StatusAccepted {
 			t.Fatalf("event %d: HTTP %d", i, code)
 		}
 	}
 	mattermostCtl(t, "start")
 	c := e.Client(t, e.Member)
-	var got []string
-	waitFor(t, "the 200 events in the channel", 3*time.Minute, func() bool {
-		got = nil
+	relayed := func() []string {
+		var got []string
 		for _, p := range botPosts(t, c, e, ch.Id) {
 			if strings.HasPrefix(p, "event "+run) {
 				got = append(got, p)
 			}
 		}
+		return got
+	}
+	waitFor(t, "the 200 events in the channel", 3*time.Minute, func() bool {
+		got := relayed()
 		return len(got) >= 200 && strings.HasSuffix(got[len(got)-1], " 200")
 	})
 	// Let any double arrive before counting.
 	b.slack(t, "event-sync "+run)
 	waitBotPost(t, c, e, ch.Id, "event-sync "+run, time.Minute)
-	got = nil
-	for _, p := range botPosts(t, c, e, ch.Id) {
-		if strings.HasPrefix(p, "event "+run) {
-			got = append(got, p)
-		}
-	}
+	got := relayed()
 	if len(got) != 200 {
 		t.Fatalf("%d posts, want 200 once each", len(got))
 	}
