@@ -152,8 +152,9 @@ func NewWatcher(o WatcherOptions) *Watcher {
 
 // Run follows the event stream until ctx ends, then returns nil. When the
 // daemon goes away it reconnects with a capped backoff and resumes from
-// the last event seen, so deaths during the gap are still reported. Call
-// it once at a time.
+// the last event seen, so deaths during the gap are still reported (the
+// engine keeps its last 256 events in memory: a long gap on a busy engine
+// loses the oldest). Call it once at a time.
 func (w *Watcher) Run(ctx context.Context) error {
 	if w.o.Docker == nil || w.o.Emit == nil {
 		return errors.New("docker watcher: Docker and Emit are required")

@@ -80,25 +80,14 @@ func startITWatcher(t *testing.T, env *dockertest.Env, tune func(*WatcherOptions
 	}
 	w := NewWatcher(o)
 	w.sweepEvery = 200 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after its context ended")
-		}
+	t.Cleanup(func() { // after the watcher stopped: cleanups run last first
 		if t.Failed() {
 			logMu.Lock()
 			t.Logf("watcher log:\n%s", logs.String())
 			logMu.Unlock()
 		}
 	})
+	runWatcher(t, w)
 	return rec
 }
 

@@ -212,9 +212,18 @@ func startWatch(t *testing.T, tune func(*WatcherOptions)) *watchHarness {
 	h.w.sweepEvery = 5 * time.Millisecond
 	h.w.fetchLimit = 2 * time.Second
 	h.w.backoffMin, h.w.backoffMax = testBackoff, 4*testBackoff
+	runWatcher(t, h.w)
+	h.stream = h.nextStream()
+	return h
+}
+
+// runWatcher runs w until the test ends, then checks that Run returns nil
+// promptly.
+func runWatcher(t *testing.T, w *Watcher) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.w.Run(ctx) }()
+	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -222,12 +231,10 @@ func startWatch(t *testing.T, tune func(*WatcherOptions)) *watchHarness {
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(10 * time.Second):
 			t.Error("Run did not return after its context ended")
 		}
 	})
-	h.stream = h.nextStream()
-	return h
 }
 
 func (h *watchHarness) logs() string {
