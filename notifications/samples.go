@@ -44,10 +44,16 @@ var kindSamples = map[string]map[string]sample{
 // internalSamples are the events Summoner makes itself.
 var internalSamples = map[string]map[string]Event{
 	SourceDocker: {
-		"container_died": {Type: "container_died", Project: "wekan", Status: "failed",
+		"container_died": {Type: DockerContainerDied, Project: "wekan", Status: "failed",
 			Title: "🔴 wekan: container web died (exit code 137)",
 			Text:  "🔴 **wekan**: container `web` died (exit code 137: killed, e.g. out of memory)\n```\nServer listening on :8080\nKilled\n```"},
-		"container_recovered": {Type: "container_recovered", Project: "wekan", Status: "success",
+		"container_unhealthy": {Type: DockerContainerUnhealthy, Project: "wekan", Status: "failed",
+			Title: "🟠 wekan: container web is unhealthy",
+			Text:  "🟠 **wekan**: container `web` is unhealthy\nLast health check: `curl: (7) Failed to connect to localhost port 8080`"},
+		"crash_loop": {Type: DockerCrashLoop, Project: "wekan", Status: "failed",
+			Title: "🔁 wekan/web keeps crashing: 12 more exits in the last 10 minutes",
+			Text:  "🔁 **wekan**/`web` keeps crashing: 12 more exits in the last 10 minutes (last exit code 1: the app failed)\n```\nError: cannot connect to mongodb://db:27017\n```"},
+		"container_recovered": {Type: DockerContainerRecovered, Project: "wekan", Status: "success",
 			Title: "✅ wekan: web is running again", Text: "✅ **wekan**: `web` is running again."},
 	},
 	SourceMaintenance: {
