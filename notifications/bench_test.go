@@ -57,14 +57,19 @@ func BenchmarkWebhooks(b *testing.B) {
 			b.Fatalf("the store holds %d events (%v), want %d", len(pending), err, n+conc)
 		}
 		st.Close()
+		groups, events := st.stats.groups.Load(), st.stats.events.Load()
+		busy := time.Duration(st.stats.busy.Load())
 
 		b.ReportMetric(bareRate, "bare/s")
 		b.ReportMetric(float64(bareP99.Microseconds())/1000, "bare-p99-ms")
 		b.ReportMetric(rate, "webhooks/s")
 		b.ReportMetric(float64(p99.Microseconds())/1000, "webhook-p99-ms")
 		b.ReportMetric(rate/bareRate, "ratio")
-		b.Logf("%d requests, %d senders: bare %.0f/s p99 %v; webhooks %.0f/s p99 %v; ratio %.2f",
-			n, conc, bareRate, bareP99, rate, p99, rate/bareRate)
+		b.ReportMetric(float64(events)/float64(groups), "events/group")
+		b.ReportMetric(float64(busy.Microseconds())/1000/float64(groups), "commit-ms")
+		b.ReportMetric(busy.Seconds()*rate/float64(n+conc), "committer-busy")
+		b.Logf("%d requests, %d senders: bare %.0f/s p99 %v; webhooks %.0f/s p99 %v; ratio %.2f; %d groups of %.1f events, %v each, committer busy %.0f%%",
+			n, conc, bareRate, bareP99, rate, p99, rate/bareRate, groups, float64(events)/float64(groups), busy/time.Duration(groups), 100*busy.Seconds()*rate/float64(n+conc))
 	}
 }
 

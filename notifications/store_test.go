@@ -1,11 +1,15 @@
 package notifications
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func openTestStore(t *testing.T, path string) *Store {
@@ -165,5 +169,227 @@ func TestStoreClosedRefusesAccept(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// A replay of an event after its Done, and of a still-pending event, is
+// dropped after a reopen too: the index is rebuilt from the file.
+func TestStoreReplayAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := openTestStore(t, path)
+	for _, id := range []string{"done", "pending"} {
+		if fresh, err := s.Accept(Event{ID: id}); err != nil || !fresh {
+			t.Fatalf("Accept(%s) = %v, %v", id, fresh, err)
+		}
+	}
+	if err := s.Done("done"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		s = openTestStore(t, path)
+		for _, id := range []string{"done", "pending"} {
+			if fresh, err := s.Accept(Event{ID: id, Title: "replay"}); err != nil || fresh {
+				t.Fatalf("round %d: replay of %s: fresh=%v err=%v", round, id, fresh, err)
+			}
+		}
+		if got := fmt.Sprint(ids(t, s)); got != "[pending]" {
+			t.Fatalf("round %d: pending = %s, want [pending]", round, got)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Done after a reopen finds the pending event's place in the file.
+	s = openTestStore(t, path)
+	if err := s.Done("pending"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(t, s); len(got) != 0 {
+		t.Fatalf("pending after Done = %v, want none", got)
+	}
+	if fresh, _ := s.Accept(Event{ID: "pending"}); fresh {
+		t.Fatal("replay after Done accepted as fresh")
+	}
+	if fresh, _ := s.Accept(Event{ID: "new"}); !fresh {
+		t.Fatal("a new event after a reopen not fresh")
+	}
+}
+
+// Prune forgets the done IDs older than KeepSeen, in memory and on disk,
+// and keeps newer done IDs and every pending one.
+func TestStorePruneOnlyOldDone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := openTestStore(t, path)
+	now := testNow
+	s.now = func() time.Time { return now }
+	for _, id := range []string{"old", "recent", "pending"} {
+		if fresh, err := s.Accept(Event{ID: id}); err != nil || !fresh {
+			t.Fatalf("Accept(%s) = %v, %v", id, fresh, err)
+		}
+	}
+	if err := s.Done("old"); err != nil {
+		t.Fatal(err)
+	}
+	now = testNow.Add(2 * 24 * time.Hour)
+	if err := s.Done("recent"); err != nil {
+		t.Fatal(err)
+	}
+	now = testNow.Add(KeepSeen + time.Hour) // old is past KeepSeen, recent is not
+	if err := s.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.known["old"]; ok {
+		t.Fatal("old done ID still in memory after Prune")
+	}
+	for _, id := range []string{"recent", "pending"} {
+		if _, ok := s.known[id]; !ok {
+			t.Fatalf("%s forgotten in memory by Prune", id)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// On disk: the seen bucket lost old and kept recent.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSeen)
+		if b.Get([]byte("old")) != nil || b.Get([]byte("recent")) == nil {
+			return fmt.Errorf("seen bucket: old=%q recent=%q, want old gone and recent kept",
+				b.Get([]byte("old")), b.Get([]byte("recent")))
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, path)
+	if fresh, _ := s.Accept(Event{ID: "pending"}); fresh {
+		t.Fatal("pending event forgotten")
+	}
+	if fresh, _ := s.Accept(Event{ID: "old"}); !fresh {
+		t.Fatal("old done ID still remembered after Prune")
+	}
+	if got := fmt.Sprint(ids(t, s)); got != "[pending old]" {
+		t.Fatalf("pending = %s, want [pending old]", got)
+	}
+}
+
+// The same ID many times in one group: exactly one is fresh and one event
+// is stored; an ID known from an earlier group is no fresh either.
+func TestStoreSameIDInOneGroup(t *testing.T) {
+	s := openTestStore(t, filepath.Join(t.TempDir(), "events.db"))
+	if fresh, err := s.Accept(Event{ID: "known"}); err != nil || !fresh {
+		t.Fatalf("Accept(known) = %v, %v", fresh, err)
+	}
+	// One group, as the committer would gather it, written directly.
+	var group []acceptReq
+	for _, id := range []string{"same", "known", "same", "other", "same"} {
+		v, err := json.Marshal(Event{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		group = append(group, acceptReq{id: id, v: v})
+	}
+	fresh, err := s.commit(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(fresh); got != "[true false false true false]" {
+		t.Fatalf("fresh = %s, want [true false false true false]", got)
+	}
+	if got := fmt.Sprint(ids(t, s)); got != "[known same other]" {
+		t.Fatalf("pending = %s, want [known same other]", got)
+	}
+
+	// And through Accept: many concurrent calls with one ID, whichever
+	// groups they fall in.
+	var wg sync.WaitGroup
+	var n atomic.Int32
+	for range 64 {
+		wg.Go(func() {
+			f, err := s.Accept(Event{ID: "burst"})
+			if err != nil {
+				t.Error(err)
+			}
+			if f {
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n.Load() != 1 {
+		t.Fatalf("%d of 64 concurrent Accepts of one ID fresh, want 1", n.Load())
+	}
+	if got := fmt.Sprint(ids(t, s)); got != "[known same other burst]" {
+		t.Fatalf("pending = %s, want [known same other burst]", got)
+	}
+}
+
+// A store written before the in-memory index kept a seen record for every
+// pending event too; such a file opens with the same pending events and
+// replays, and Done settles them.
+func TestStoreOpensOlderLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := testNow.UnixMilli()
+	err = db.Update(func(tx *bolt.Tx) error {
+		evs, err := tx.CreateBucket(bucketEvents)
+		if err != nil {
+			return err
+		}
+		seenB, err := tx.CreateBucket(bucketSeen)
+		if err != nil {
+			return err
+		}
+		for _, id := range []string{"p1", "d1", "p2"} {
+			seq, _ := evs.NextSequence()
+			r := seen{Seq: seq, Accepted: accepted}
+			if id == "d1" {
+				r.Done = time.Now().UnixMilli()
+			} else {
+				v, _ := json.Marshal(Event{ID: id})
+				if err := evs.Put(seqKey(seq), v); err != nil {
+					return err
+				}
+			}
+			v, _ := json.Marshal(r)
+			if err := seenB.Put([]byte(id), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s := openTestStore(t, path)
+	if got := fmt.Sprint(ids(t, s)); got != "[p1 p2]" {
+		t.Fatalf("pending = %s, want [p1 p2]", got)
+	}
+	for _, id := range []string{"p1", "d1", "p2"} {
+		if fresh, _ := s.Accept(Event{ID: id}); fresh {
+			t.Fatalf("replay of %s accepted", id)
+		}
+	}
+	if err := s.Done("p1"); err != nil {
+		t.Fatal(err)
+	}
+	if fresh, _ := s.Accept(Event{ID: "p3"}); !fresh {
+		t.Fatal("p3 not fresh")
+	}
+	if got := fmt.Sprint(ids(t, s)); got != "[p2 p3]" {
+		t.Fatalf("pending = %s, want [p2 p3]", got)
 	}
 }
