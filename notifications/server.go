@@ -123,7 +123,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Never log r.URL: for slack it holds the secret.
-	log := s.log.With("source", src.Name, "kind", src.Kind, "remote", r.RemoteAddr)
+	// Built only when needed: most requests are accepted, and logged once.
+	log := func() *slog.Logger { return s.log.With("source", src.Name, "kind", src.Kind, "remote", r.RemoteAddr) }
 	rw := &resultWriter{ResponseWriter: w}
 	defer func() { s.onResult(src.Name, s.now(), rw.status, rw.reason) }()
 	w = rw
@@ -134,55 +135,70 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength > MaxBody {
 		// Announced too big: refuse without reading any of it.
-		log.Warn("refusing a webhook: body too large", "limit", MaxBody, "length", r.ContentLength)
+		log().Warn("refusing a webhook: body too large", "limit", MaxBody, "length", r.ContentLength)
 		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, err := readBody(w, r)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			log.Warn("refusing a webhook: body too large", "limit", MaxBody)
+			log().Warn("refusing a webhook: body too large", "limit", MaxBody)
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		log.Warn("reading a webhook body", "err", err)
+		log().Warn("reading a webhook body", "err", err)
 		http.Error(w, "cannot read body", http.StatusBadRequest)
 		return
 	}
 	now := s.now()
 	if err := src.Verify(r.Header, body, pathSecret, now); err != nil {
 		// err is a *SignatureError: it names no secret.
-		log.Warn("refusing a webhook", "err", err)
+		log().Warn("refusing a webhook", "err", err)
 		http.Error(w, "signature check failed", http.StatusUnauthorized)
 		return
 	}
-	ev, err := src.Parse(r.Header, body, now)
+	ev, err := src.parse(r.Header, body, now, false)
 	if err != nil {
-		log.Warn("refusing a webhook", "err", err)
+		log().Warn("refusing a webhook", "err", err)
 		http.Error(w, "cannot parse the payload", http.StatusBadRequest)
 		return
 	}
 	fresh, err := s.store.Accept(ev)
 	if err != nil {
 		// No 2xx: the provider retries, and nothing is lost.
-		log.Error("storing a webhook", "id", ev.ID, "err", err)
+		log().Error("storing a webhook", "id", ev.ID, "err", err)
 		http.Error(w, "cannot store the event", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if !fresh {
 		rw.reason = "a replay, dropped"
-		log.Info("webhook replay dropped", "id", ev.ID)
+		log().Info("webhook replay dropped", "id", ev.ID)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"duplicate":true}`+"\n")
 		return
 	}
 	rw.reason = "accepted"
-	log.Info("webhook accepted", "id", ev.ID, "type", ev.Type, "project", ev.Project)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "webhook accepted", slog.String("source", src.Name), slog.String("kind", src.Kind),
+		slog.String("remote", r.RemoteAddr), slog.String("id", ev.ID), slog.String("type", ev.Type), slog.String("project", ev.Project))
 	s.onEvent(ev)
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = io.WriteString(w, `{"accepted":true}`+"\n")
+}
+
+// readBody reads the whole body, at most MaxBody. A body of announced
+// length is read into one buffer of that size, not grown step by step.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, MaxBody)
+	if n := r.ContentLength; n > 0 {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
 }
 
 // resultWriter remembers the status a handler answered and the first line

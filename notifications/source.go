@@ -82,6 +82,12 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // name the event and the delivery; verification is Verify's job and must
 // come first.
 func (s Source) Parse(h http.Header, body []byte, now time.Time) (Event, error) {
+	return s.parse(h, body, now, true)
+}
+
+// parse is Parse; the server passes copy=false for a body it owns, so the
+// event's Payload keeps that buffer instead of a copy.
+func (s Source) parse(h http.Header, body []byte, now time.Time, copyBody bool) (Event, error) {
 	ev := Event{Source: s.Name, Kind: s.Kind, Received: now.UTC()}
 	if s.Kind == KindSlack {
 		body = slackForm(h, body)
@@ -89,7 +95,10 @@ func (s Source) Parse(h http.Header, body []byte, now time.Time) (Event, error) 
 	if !json.Valid(body) {
 		return ev, &ParseError{Source: s.Name, Err: errors.New("body is not JSON")}
 	}
-	ev.Payload = json.RawMessage(append([]byte(nil), body...))
+	ev.Payload = json.RawMessage(body)
+	if copyBody {
+		ev.Payload = json.RawMessage(append([]byte(nil), body...))
+	}
 	var err error
 	switch s.Kind {
 	case KindGitLab:

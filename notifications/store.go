@@ -1,6 +1,7 @@
 package notifications
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -137,7 +138,8 @@ func (s *Store) load(tx *bolt.Tx) error {
 			ID       string    `json:"id"`
 			Received time.Time `json:"received"`
 		}
-		if len(k) != 8 || json.Unmarshal(v, &ev) != nil || ev.ID == "" {
+		head, _ := splitRecord(v)
+		if len(k) != 8 || json.Unmarshal(head, &ev) != nil || ev.ID == "" {
 			// Pending logs it too; it cannot be told apart from others.
 			return nil
 		}
@@ -173,7 +175,7 @@ func (s *Store) Accept(ev Event) (fresh bool, err error) {
 	if ev.ID == "" {
 		return false, errors.New("accepting an event: no ID")
 	}
-	v, err := json.Marshal(ev)
+	v, err := encodeRecord(ev)
 	if err != nil {
 		return false, fmt.Errorf("encoding event %s: %w", ev.ID, err)
 	}
@@ -322,8 +324,8 @@ func (s *Store) Pending() ([]Event, error) {
 	var out []Event
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
-			var ev Event
-			if err := json.Unmarshal(v, &ev); err != nil {
+			ev, err := decodeRecord(v)
+			if err != nil {
 				// One damaged record must not hide the others.
 				s.log.Error("skipping an unreadable stored event", "key", binary.BigEndian.Uint64(k), "err", err)
 				return nil
@@ -403,4 +405,41 @@ func seqKey(n uint64) []byte {
 	b := make([]byte, 8)
 	binary.BigEndian.PutUint64(b, n)
 	return b
+}
+
+// encodeRecord stores an event as its fields in JSON, a newline, then the
+// payload as received: marshalling the payload inside the JSON would
+// check and compact every byte of it again on the hot path, and encoding/json
+// never writes a raw newline, so the first one ends the fields.
+func encodeRecord(ev Event) ([]byte, error) {
+	payload := ev.Payload
+	ev.Payload = nil
+	head, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	v := make([]byte, 0, len(head)+1+len(payload))
+	v = append(append(append(v, head...), '\n'), payload...)
+	return v, nil
+}
+
+// splitRecord returns a record's fields and payload; a record written
+// before the payload moved out is all fields.
+func splitRecord(v []byte) (head, payload []byte) {
+	if i := bytes.IndexByte(v, '\n'); i >= 0 {
+		return v[:i], v[i+1:]
+	}
+	return v, nil
+}
+
+func decodeRecord(v []byte) (Event, error) {
+	head, payload := splitRecord(v)
+	var ev Event
+	if err := json.Unmarshal(head, &ev); err != nil {
+		return Event{}, err
+	}
+	if len(payload) > 0 {
+		ev.Payload = json.RawMessage(append([]byte(nil), payload...))
+	}
+	return ev, nil
 }
