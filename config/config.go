@@ -23,6 +23,7 @@ type Config struct {
 	Backups       Backups       `yaml:"backups"`
 	Maintenance   Maintenance   `yaml:"maintenance"`
 	Notifications Notifications `yaml:"notifications"`
+	Gateway       Gateway       `yaml:"gateway"`
 }
 
 // Summoner is where minions live and which ones start with the bot.
@@ -231,6 +232,41 @@ type Notifications struct {
 	Alerts Alerts `yaml:"alerts"`
 }
 
+// Gateway puts every web minion at https://<subdomain>.<domain>, with
+// certificates from an ACME CA. It runs as its own process (`summoner
+// gateway`), which holds no Docker socket; the bot tells it the routes
+// over AdminSocket.
+type Gateway struct {
+	Enabled bool `yaml:"enabled"`
+	// External: the gateway runs as its own service or container, and
+	// `summoner run` only talks to it; otherwise the bot starts and
+	// supervises it.
+	External    bool   `yaml:"external"`
+	HTTPListen  string `yaml:"http_listen"`  // ACME HTTP-01 and the redirect to HTTPS, ":80"
+	HTTPSListen string `yaml:"https_listen"` // ":443"
+	// AdminSocket is the unix socket the bot sends routes to (mode 0600);
+	// "" puts gateway.sock beside chat.state_file.
+	AdminSocket string `yaml:"admin_socket"`
+	// StorageDir keeps certificates and keys (mode 0600); losing it means
+	// asking the CA again, and its rate limits count.
+	StorageDir string `yaml:"storage_dir"`
+	// ACMECA is the CA's directory URL: Let's Encrypt by default, its
+	// staging, or a private CA.
+	ACMECA string `yaml:"acme_ca"`
+	// ACMECARoot is a PEM file with the root of a private CA (Pebble,
+	// step-ca) to trust when talking to it; "" trusts the system's roots.
+	ACMECARoot string `yaml:"acme_ca_root"`
+	Email      string `yaml:"email"` // for the CA's expiry notices
+	// Hosts overrides a minion's subdomain and adds aliases, by minion.
+	Hosts map[string]GatewayHost `yaml:"hosts"`
+}
+
+// GatewayHost is where one minion is served.
+type GatewayHost struct {
+	Subdomain string   `yaml:"subdomain"` // "" keeps the minion's own
+	Aliases   []string `yaml:"aliases"`   // more full host names
+}
+
 // HookSource is one sender of webhooks.
 type HookSource struct {
 	Name       string `yaml:"name"`
@@ -268,6 +304,11 @@ func Defaults() Config {
 		Docker:  Docker{StateDir: defaultStateDir()},
 		Backups: Backups{VerifyCopies: true, Retention: Retention{KeepLast: 7, Daily: 7, Weekly: 4, Monthly: 6}},
 		Log:     Log{Level: "info", Format: "text"},
+		Gateway: Gateway{
+			HTTPListen: ":80", HTTPSListen: ":443",
+			StorageDir: "/var/lib/summoner/certs",
+			ACMECA:     "https://acme-v02.api.letsencrypt.org/directory",
+		},
 		Notifications: Notifications{
 			Alerts: Alerts{Containers: true, Window: Duration(10 * time.Minute), LogLines: 20},
 		},

@@ -511,3 +511,23 @@ func TestNotificationsSection(t *testing.T) {
 		})
 	}
 }
+
+func TestGatewaySection(t *testing.T) {
+	c, err := loadBody(t, "summoner:\n  domain: example.com\ngateway:\n  enabled: true\n  https_listen: 127.0.0.1:8443\n  hosts:\n    wekan: {subdomain: boards, aliases: [kanban.example.org]}\n", nil, ForShell)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.Gateway
+	if !g.Enabled || g.HTTPListen != ":80" || g.HTTPSListen != "127.0.0.1:8443" || g.Hosts["wekan"].Subdomain != "boards" || !strings.Contains(g.ACMECA, "letsencrypt") {
+		t.Errorf("gateway = %+v", g)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"gateway:\n  enabled: true\n", "set summoner.domain"},
+		{"summoner:\n  domain: example.com\ngateway:\n  enabled: true\n  http_listen: eighty\n", "gateway.http_listen"},
+		{"summoner:\n  domain: example.com\ngateway:\n  enabled: true\n  hosts:\n    wekan: {aliases: [boards]}\n", "full host name"},
+	} {
+		if _, err := loadBody(t, tc.file, nil, ForShell); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.file, err, tc.want)
+		}
+	}
+}

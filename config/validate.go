@@ -92,6 +92,7 @@ func (l *loader) validate(c *Config, purpose Purpose) {
 	l.validateBackups(c.Backups)
 	l.validateMaintenance(c.Maintenance, purpose)
 	l.validateNotifications(c)
+	l.validateGateway(c)
 	if c.HTTP.Listen != "" {
 		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
 			l.add("http.listen", "%q is not an address like 127.0.0.1:8079", c.HTTP.Listen)
@@ -263,5 +264,41 @@ func (l *loader) validateNotifications(c *Config) {
 	}
 	if t := c.Chat.SlashToken; t != "" && (len(t) < 16 || strings.ContainsAny(string(t), " \t\r\n")) {
 		l.add("chat.slash_token", "does not look like a Mattermost slash command token")
+	}
+}
+
+func (l *loader) validateGateway(c *Config) {
+	g := c.Gateway
+	if !g.Enabled {
+		return
+	}
+	if c.Summoner.Domain == "" {
+		l.add("gateway.enabled", "the gateway serves <minion>.<domain>: set summoner.domain")
+	}
+	for _, k := range []struct{ key, val string }{{"gateway.http_listen", g.HTTPListen}, {"gateway.https_listen", g.HTTPSListen}} {
+		if _, port, err := net.SplitHostPort(k.val); err != nil || port == "" {
+			l.add(k.key, "%q is not an address like :443 or 0.0.0.0:443", k.val)
+		}
+	}
+	for _, k := range []struct{ key, val string }{{"gateway.admin_socket", g.AdminSocket}, {"gateway.storage_dir", g.StorageDir}, {"gateway.acme_ca_root", g.ACMECARoot}} {
+		if k.val != "" && !strings.HasPrefix(k.val, "/") {
+			l.add(k.key, "%q should be an absolute path", k.val)
+		}
+	}
+	if msg := checkURL(g.ACMECA); msg != "" {
+		l.add("gateway.acme_ca", "%s", msg)
+	}
+	if g.Email != "" && !strings.Contains(g.Email, "@") {
+		l.add("gateway.email", "%q is not an email address", g.Email)
+	}
+	for minion, h := range g.Hosts {
+		if h.Subdomain != "" && !domainRE.MatchString(h.Subdomain) {
+			l.add("gateway.hosts."+minion+".subdomain", "%q is not a host name label like boards", h.Subdomain)
+		}
+		for _, a := range h.Aliases {
+			if !domainRE.MatchString(a) || !strings.Contains(a, ".") {
+				l.add("gateway.hosts."+minion+".aliases", "%q is not a full host name like boards.example.com", a)
+			}
+		}
 	}
 }
