@@ -140,7 +140,7 @@ func (inv *invocation) exec(ctx context.Context, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return err
 		}
-		return runDaemon(ctx, cfg, stderr)
+		return runDaemon(ctx, cfg, inv.configPath, stderr)
 	case inv.command == "shell":
 		cfg, err := loadConfig(inv.configPath, env, config.ForShell)
 		if err != nil {

@@ -288,7 +288,9 @@ func isTerminal(r io.Reader) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func runDaemon(ctx context.Context, cfg config.Config, stderr io.Writer) error {
+// runDaemon runs the bot. configPath is the file cfg came from ("" for
+// none); the gateway process it starts reads the same one.
+func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr, false)
 	if err := checkWritable(cfg.Chat.StateFile); err != nil {
 		return &configError{msg: "chat.state_file: " + err.Error()}
