@@ -22,10 +22,12 @@
 #   127.0.0.1:5000/library/mariadb:10.11.9     Debian's MariaDB 10.11, official-like entrypoint
 #   127.0.0.1:5000/library/mysql:8.0.39        the same MariaDB image, for minions pinning mysql
 #   127.0.0.1:5000/library/mongo:6.0.18        FerretDB v1 (SQLite) + mongodump/mongorestore
+#   127.0.0.1:5000/summoner/echo:1.0           internal/echoserver (gateway tests), $SERVICE on :8080
 # Their build contexts are in .ci/images/<name>/. An image is rebuilt only when
 # missing or when its context changed (label summoner.test.hash). The mongo
 # image's Go programs are built here on the host, once per version, from the
-# Go module proxy (MongoDB is not in Debian), and copied into its context.
+# Go module proxy (MongoDB is not in Debian), and copied into its context;
+# so is the echo image's, from this module (internal/echoserver/cmd/echo).
 #
 # Needs root. Idempotent and tolerant of leftovers (a running engine or
 # registry is reused). State lives in $SUMMONER_CI_STATE (default
@@ -417,6 +419,17 @@ build_context() {
     mongo_bins "$dir/bin"
     echo "$dir"
     ;;
+  echo)
+    local dir=$STATE/build-context/echo bin
+    rm -rf "$dir"
+    mkdir -p "$dir/bin" "$GO_BIN_DIR" "$BUILD_LOGS"
+    cp "$IMAGES_DIR/echo/Dockerfile" "$dir/"
+    need_go
+    bin=$GO_BIN_DIR/summoner-echo-$ECHO_SRC
+    [ -x "$bin" ] || go_build "$bin" "$SCRIPT_DIR/.." ./internal/echoserver/cmd/echo -mod=readonly
+    cp "$bin" "$dir/bin/summoner-echo"
+    echo "$dir"
+    ;;
   *) echo "$IMAGES_DIR/$1" ;;
   esac
 }
@@ -454,6 +467,9 @@ push_image() {
   }
 }
 
+# The echo image's program comes from this module: its source is part of
+# the image's hash.
+ECHO_SRC=$(context_hash "$SCRIPT_DIR/../internal/echoserver")
 IMAGES=(
   # name                                     context   build args
   "$REGISTRY_ADDR/summoner/testapp:1.0|testapp|VERSION=1.0"
@@ -465,6 +481,7 @@ IMAGES=(
   "$REGISTRY_ADDR/library/mariadb:10.11.9|mariadb|"
   "$REGISTRY_ADDR/library/mysql:8.0.39|mariadb|"
   "$REGISTRY_ADDR/library/mongo:6.0.18|mongo|FERRETDB=$FERRETDB_VERSION MONGO_TOOLS=$MONGO_TOOLS_VERSION"
+  "$REGISTRY_ADDR/summoner/echo:1.0|echo|SRC=$ECHO_SRC"
 )
 
 images() {
