@@ -5,12 +5,17 @@
 // .ci/docker.sh); tests can also serve it in-process.
 //
 //	GET  /healthz       200 "ok"
-//	GET  /ws            websocket: every message is sent back as it came
+//	GET  /ws            websocket: every message is sent back as it came; so
+//	                    is any other path asked with Upgrade: websocket
+//	                    (/events through a route, say)
 //	POST /upload        reads and discards the body, answers "bytes=<n>"
 //	GET  /bytes/<n>     n bytes of "x" (application/octet-stream), for large responses
 //	any  other path     200 "service=<service> path=<path> host=<Host>
 //	                    xff=<X-Forwarded-For> proto=<X-Forwarded-Proto>
 //	                    fhost=<X-Forwarded-Host>" (text/plain, one line)
+//
+// Every response, the websocket handshake's included, carries the header
+// X-Echo-Service: <service>.
 package echoserver
 
 import (
@@ -34,11 +39,19 @@ var upgrader = websocket.Upgrader{
 // New is the handler of the service named service.
 func New(service string) http.Handler {
 	mux := http.NewServeMux()
+	h := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo-Service", service)
+		if websocket.IsWebSocketUpgrade(r) {
+			serveWS(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("/ws", serveWS)
+	mux.HandleFunc("/ws", serveWS) // without Upgrade: websocket, Upgrade answers 400
 	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(io.Discard, r.Body)
 		if err != nil {
@@ -69,7 +82,7 @@ func New(service string) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, Line(service, r)+"\n")
 	})
-	return mux
+	return http.HandlerFunc(h)
 }
 
 // Line is what the service answers for an ordinary request (without the
@@ -80,7 +93,7 @@ func Line(service string, r *http.Request) string {
 }
 
 func serveWS(w http.ResponseWriter, r *http.Request) {
-	c, err := upgrader.Upgrade(w, r, nil)
+	c, err := upgrader.Upgrade(w, r, w.Header().Clone())
 	if err != nil {
 		return // Upgrade has answered
 	}

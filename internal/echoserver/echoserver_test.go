@@ -57,18 +57,26 @@ func TestEcho(t *testing.T) {
 		t.Errorf("bytes/-1: %d, want 400", code)
 	}
 
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
+	for _, path := range []string{"/ws", "/events/anything"} {
+		c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+path, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if got := resp.Header.Get("X-Echo-Service"); got != "web" {
+			t.Errorf("%s: X-Echo-Service %q in the handshake, want web", path, got)
+		}
+		for _, m := range []string{"hello", strings.Repeat("z", 70000)} {
+			if err := c.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+				t.Fatal(err)
+			}
+			kind, b, err := c.ReadMessage()
+			if err != nil || kind != websocket.TextMessage || string(b) != m {
+				t.Fatalf("%s: websocket echo: %d %d bytes %v", path, kind, len(b), err)
+			}
+		}
+		c.Close()
 	}
-	defer c.Close()
-	for _, m := range []string{"hello", strings.Repeat("z", 70000)} {
-		if err := c.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
-			t.Fatal(err)
-		}
-		kind, b, err := c.ReadMessage()
-		if err != nil || kind != websocket.TextMessage || string(b) != m {
-			t.Fatalf("websocket echo: %d %d bytes %v", kind, len(b), err)
-		}
+	if code, _ := do("GET", "/ws", "", nil); code != 400 {
+		t.Errorf("GET /ws without upgrade: %d, want 400", code)
 	}
 }
