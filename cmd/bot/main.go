@@ -141,6 +141,15 @@ func (inv *invocation) exec(ctx context.Context, stdin io.Reader, stdout, stderr
 			return err
 		}
 		return runDaemon(ctx, cfg, inv.configPath, stderr)
+	case inv.command == "gateway":
+		if len(inv.args) > 0 {
+			return &usageError{msg: "gateway takes no arguments, only --config FILE"}
+		}
+		cfg, err := loadConfig(inv.configPath, env, config.ForShell)
+		if err != nil {
+			return err
+		}
+		return runGateway(ctx, cfg, stderr)
 	case inv.command == "shell":
 		cfg, err := loadConfig(inv.configPath, env, config.ForShell)
 		if err != nil {
@@ -172,6 +181,7 @@ func printUsage(w io.Writer) error {
 Usage:
   summoner [--config FILE] run          start the bot (needs chat.url and chat.token)
   summoner [--config FILE] shell        chat with the bot in this terminal
+  summoner [--config FILE] gateway      serve minions over HTTPS (no Docker socket)
   summoner [--config FILE] COMMAND ...  run one chat command and exit
                                         (--yes answers a confirmation up front)
 
