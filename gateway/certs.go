@@ -87,7 +87,7 @@ type challengePorts struct {
 }
 
 func newCertManager(ctx context.Context, o Options, ports challengePorts) (*certManager, error) {
-	zl := newZapLogger(o.Logger.With("component", "certmagic"))
+	zl := newZapLogger(o.baseLogger.With("component", "certmagic"))
 	m := &certManager{
 		log:     o.Logger,
 		ports:   ports,
@@ -294,13 +294,17 @@ func plainCertError(host string, err error) string {
 	case "dns":
 		return fmt.Sprintf("DNS for %s does not point here (the CA says: %s)", host, detail)
 	case "connection":
-		return fmt.Sprintf("port 80 (or 443) is not reachable from the CA for %s (the CA says: %s)", host, detail)
+		port := "80"
+		if strings.Contains(detail, "tls-alpn") {
+			port = "443"
+		}
+		return fmt.Sprintf("port %s is not reachable from the CA for %s (the CA says: %s)", port, host, detail)
 	case "tls":
 		return fmt.Sprintf("the CA could not make a TLS connection to %s on port 443 (the CA says: %s)", host, detail)
 	case "rateLimited":
 		return fmt.Sprintf("the CA's rate limit was reached for %s; it is retried later (the CA says: %s)", host, detail)
 	case "unauthorized", "incorrectResponse":
-		return fmt.Sprintf("the CA reached %s but not this gateway: check that DNS points here and nothing else answers on port 80 (the CA says: %s)", host, detail)
+		return fmt.Sprintf("the CA could not validate %s: check that its DNS points here and that ports 80 and 443 reach this gateway (the CA says: %s)", host, detail)
 	case "caa":
 		return fmt.Sprintf("a CAA record for %s forbids this CA (the CA says: %s)", host, detail)
 	case "rejectedIdentifier", "unsupportedIdentifier":

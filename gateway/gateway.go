@@ -40,6 +40,8 @@ type Options struct {
 
 	// ready, for tests, is told the bound addresses and the gateway.
 	ready func(httpAddr, httpsAddr net.Addr, g *gateway)
+	// baseLogger is Logger before the gateway's own attributes.
+	baseLogger *slog.Logger
 }
 
 // shutdownGrace is how long in-flight requests get when ctx ends.
@@ -72,6 +74,7 @@ func Run(ctx context.Context, o Options) error {
 	case o.StorageDir == "":
 		return errors.New("gateway: no certificate storage folder")
 	}
+	o.baseLogger = o.Logger
 	log := o.Logger.With("component", "gateway")
 	o.Logger = log
 	if err := securePerms(o.StorageDir, log); err != nil {

@@ -36,7 +36,9 @@ func startGateway(t *testing.T, o Options) *running {
 	if o.CA == "" {
 		o.CA = "https://127.0.0.1:1/directory"
 	}
-	o.HTTPAddr, o.HTTPSAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if o.HTTPAddr == "" {
+		o.HTTPAddr, o.HTTPSAddr = "127.0.0.1:0", "127.0.0.1:0"
+	}
 	if o.Logger == nil {
 		o.Logger = testLogger(t)
 	}
