@@ -56,6 +56,7 @@ type hostState struct {
 	status   string             // obtaining or failed, when no certificate is cached
 	err      string
 	failures int
+	attempts int // cert_obtaining events: orders started at the CA
 	nextTry  time.Time
 }
 
@@ -77,8 +78,14 @@ type certManager struct {
 	mu      sync.Mutex
 	base    context.Context
 	hosts   map[string]*hostState
-	retired map[string]string // host -> hash of its certificate, kept unmanaged to answer 404 over TLS
-	starts  int               // ManageAsync calls, for tests
+	retired map[string]retiredCert // hosts removed from the table, whose certificate still answers 404 over TLS
+	starts  int                    // ManageAsync calls, for tests
+}
+
+// retiredCert is a removed host's certificate, kept unmanaged in the cache.
+type retiredCert struct {
+	hash     string
+	notAfter time.Time
 }
 
 type challengePorts struct {
@@ -93,7 +100,7 @@ func newCertManager(ctx context.Context, o Options, ports challengePorts) (*cert
 		ports:   ports,
 		base:    ctx,
 		hosts:   map[string]*hostState{},
-		retired: map[string]string{},
+		retired: map[string]retiredCert{},
 	}
 	var roots *x509.CertPool
 	if o.CARootFile != "" {
@@ -152,12 +159,18 @@ func (m *certManager) sync(names []string) {
 		delete(m.hosts, h)
 		m.retire(h)
 	}
+	for h, rc := range m.retired {
+		if time.Now().After(rc.notAfter) {
+			m.cache.Remove([]string{rc.hash}) // never serve an expired certificate
+			delete(m.retired, h)
+		}
+	}
 	for _, h := range names {
 		if _, ok := m.hosts[h]; ok {
 			continue
 		}
-		if hash, ok := m.retired[h]; ok {
-			m.cache.Remove([]string{hash})
+		if rc, ok := m.retired[h]; ok {
+			m.cache.Remove([]string{rc.hash})
 			delete(m.retired, h)
 		}
 		ctx, cancel := context.WithCancel(m.base)
@@ -191,7 +204,7 @@ func (m *certManager) retire(h string) {
 		m.log.Warn("keeping a retired certificate", "host", h, "err", err)
 		return
 	}
-	m.retired[h] = hash
+	m.retired[h] = retiredCert{hash: hash, notAfter: keep.Leaf.NotAfter}
 }
 
 func containsName(names []string, h string) bool {
@@ -221,6 +234,7 @@ func (m *certManager) onEvent(_ context.Context, event string, data map[string]a
 	switch event {
 	case "cert_obtaining":
 		st.status = CertObtaining
+		st.attempts++
 		m.log.Info("obtaining certificate", "host", host, "renewal", data["renewal"] == true)
 	case "cert_obtained":
 		st.status, st.err, st.failures, st.nextTry = CertValid, "", 0, time.Time{}
@@ -272,6 +286,17 @@ func (m *certManager) servedLeaf(h string) *x509.Certificate {
 	return best
 }
 
+// looksUnreachable tells a CA's words for "could not connect".
+func looksUnreachable(detail string) bool {
+	d := strings.ToLower(detail)
+	for _, w := range []string{"failed to connect", "connection refused", "timeout", "timed out", "no route to host", "network is unreachable"} {
+		if strings.Contains(d, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // plainCertError turns an ACME failure into words for the ops channel.
 func plainCertError(host string, err error) string {
 	if err == nil {
@@ -290,7 +315,11 @@ func plainCertError(host string, err error) string {
 	if detail == "" {
 		detail = p.Title
 	}
-	switch strings.TrimPrefix(p.Type, acme.ProblemTypeNamespace) {
+	kind := strings.TrimPrefix(p.Type, acme.ProblemTypeNamespace)
+	if (kind == "unauthorized" || kind == "tls") && looksUnreachable(detail) {
+		kind = "connection" // Pebble and Boulder word some TLS-ALPN dial failures so
+	}
+	switch kind {
 	case "dns":
 		return fmt.Sprintf("DNS for %s does not point here (the CA says: %s)", host, detail)
 	case "connection":

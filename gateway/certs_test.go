@@ -21,6 +21,7 @@ func TestPlainCertError(t *testing.T) {
 		{"dns", prob("dns", "NXDOMAIN looking up A"), "DNS for wekan.example.com does not point here"},
 		{"http-01 connection", prob("connection", "Get \"http://wekan.example.com/.well-known/...\": connection refused"), "port 80 is not reachable from the CA"},
 		{"tls-alpn-01 connection", prob("connection", "Failed to connect to 1.2.3.4:443 for the tls-alpn-01 challenge"), "port 443 is not reachable"},
+		{"tls-alpn-01 dial worded as unauthorized", prob("unauthorized", "Failed to connect to 127.0.0.2:5001 for the tls-alpn-01 challenge"), "port 443 is not reachable"},
 		{"rate limit", prob("rateLimited", "too many certificates already issued"), "the CA's rate limit"},
 		{"unauthorized", prob("unauthorized", "wrong key authorization"), "check that its DNS points here"},
 		{"other problem", prob("badCSR", "the CSR is bad"), "the CA says: the CSR is bad"},

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -20,6 +21,7 @@ type running struct {
 	httpAddr, tlsAddr string
 	g                 *gateway
 	storage           string
+	stop              func() // stops the gateway and waits for Run to return
 }
 
 // startGateway runs a gateway on loopback ports with a CA that does not
@@ -51,17 +53,21 @@ func startGateway(t *testing.T, o Options) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, o) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("Run did not return after cancel")
 			}
-		case <-time.After(15 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	})
+		})
+	}
+	t.Cleanup(r.stop)
 	select {
 	case <-ready:
 	case err := <-done:
