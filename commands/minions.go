@@ -313,13 +313,9 @@ func summonArgs(args []string) (name, version string, settings map[string]string
 	return name, version, settings, nil
 }
 
-func where(res *minions.Result) string {
-	s := res.URL
-	if res.HostPort != "" {
-		s += fmt.Sprintf(" (also on port %s of this server)", res.HostPort)
-	}
-	return s
-}
+// where says where users reach a minion: its https URL only when the
+// gateway serves it, else the port it publishes (see minions.Address).
+func where(res *minions.Result) string { return res.Address.String() }
 
 func renderSummoned(res *minions.Result) string {
 	if res.Unchanged {
@@ -348,11 +344,8 @@ func renderStatus(st []minions.MinionStatus, now time.Time) string {
 			b.WriteString("\n")
 		}
 		fmt.Fprintf(&b, "**%s** %s", m.Name, m.Version)
-		if m.URL != "" {
-			fmt.Fprintf(&b, " · %s", m.URL)
-			if m.HostPort != "" {
-				fmt.Fprintf(&b, " · port %s", m.HostPort)
-			}
+		if m.Host != "" || m.HostPort != "" {
+			fmt.Fprintf(&b, " · %s", m.Address)
 		}
 		b.WriteString("\n| service | container | state | health | image | up | CPU | memory |\n|---|---|---|---|---|---|---|---|\n")
 		for _, s := range m.Services {

@@ -25,7 +25,11 @@ func (f *fakeEngine) Summon(_ context.Context, name, version string, settings ma
 	keys := strings.Join(sortedKeys(settings), ",")
 	f.calls = append(f.calls, "summon "+name+" "+version+" "+keys)
 	progress("Pulling…")
-	return &minions.Result{Minion: name, Version: "1.0", URL: "https://" + name + ".example.com", HostPort: "8084", Took: 1500 * time.Millisecond}, nil
+	a := minions.Address{Host: name + ".example.com", HostPort: "8084", HostIP: "127.0.0.1", Gateway: true}
+	if name == "wekan" { // the gateway serves wekan, not the others
+		a.URL = "https://wekan.example.com"
+	}
+	return &minions.Result{Minion: name, Version: "1.0", Address: a, Took: 1500 * time.Millisecond}, nil
 }
 
 func (f *fakeEngine) Banish(_ context.Context, name string, purge bool) error {
@@ -55,7 +59,7 @@ func (f *fakeEngine) UpdateTarget(_ context.Context, name, version string) (*min
 
 func (f *fakeEngine) Update(_ context.Context, name, version string, _ minions.Progress) (*minions.Result, error) {
 	f.calls = append(f.calls, "update "+name+" "+version)
-	return &minions.Result{Minion: name, Version: version, Previous: "1.2", URL: "https://" + name + ".example.com", Took: 3 * time.Second}, nil
+	return &minions.Result{Minion: name, Version: version, Previous: "1.2", Address: minions.Address{URL: "https://" + name + ".example.com", Host: name + ".example.com", HostPort: "8084", HostIP: "127.0.0.1", Gateway: true}, Took: 3 * time.Second}, nil
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -69,7 +73,8 @@ func TestMinionCommands(t *testing.T) {
 		reply string
 		level Level // Admin when zero
 	}{
-		{"summon wekan", "summon wekan  ", "wekan 1.0 is up: https://wekan.example.com (also on port 8084 of this server). Took 1.5s.", 0},
+		{"summon wekan", "summon wekan  ", "wekan 1.0 is up: https://wekan.example.com. Took 1.5s.", 0},
+		{"summon ghost", "summon ghost  ", "ghost 1.0 is up: plain HTTP on 127.0.0.1:8084, from this server only; the gateway does not serve ghost.example.com over HTTPS yet. Took 1.5s.", 0},
 		{"summon Wekan v7.61 admin_email=a@b.c SMTP=x", "summon wekan v7.61 ADMIN_EMAIL,SMTP", "is up", 0},
 		{"summon", "", "Usage: `summon <minion> [version] [KEY=value…]`", 0},
 		{"summon wekan 1 2", "", "I don't know what `2` is", 0},
@@ -119,14 +124,14 @@ func TestMinionCommands(t *testing.T) {
 func TestRenderStatus(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	got := renderStatus([]minions.MinionStatus{{
-		Name: "wekan", Version: "v7.61", URL: "https://wekan.example.com", HostPort: "8084",
+		Name: "wekan", Version: "v7.61", Address: minions.Address{URL: "https://wekan.example.com", Host: "wekan.example.com", HostPort: "8084", HostIP: "127.0.0.1", Gateway: true},
 		Services: []minions.ServiceStatus{
 			{Service: "db", Container: "mongodb-wekan-example.com", State: "running", Health: "healthy", Image: "mongo:6.0.18", Since: now.Add(-26 * time.Hour), CPUPercent: 1.25, MemBytes: 300 << 20},
 			{Service: "wekan", Container: "wekan-example.com", State: "exited", Image: "wekanteam/wekan:v7.61"},
 		},
 	}}, now)
 	for _, w := range []string{
-		"**wekan** v7.61 · https://wekan.example.com · port 8084",
+		"**wekan** v7.61 · https://wekan.example.com\n",
 		"| db | mongodb-wekan-example.com | running | healthy | mongo:6.0.18 | 26h0m | 1.2% | 300 MiB |",
 		"| wekan | wekan-example.com | exited | - | wekanteam/wekan:v7.61 | - | 0.0% | - |",
 	} {
@@ -136,5 +141,38 @@ func TestRenderStatus(t *testing.T) {
 	}
 	if renderStatus(nil, now) != "No minion is summoned. `catalog` lists what I can summon." {
 		t.Error("empty status")
+	}
+}
+
+// The summon reply and status say the same about where a minion is.
+func TestWhereSummonAndStatusAgree(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		a    minions.Address
+		want string
+	}{
+		{"served", minions.Address{URL: "https://testmin.example.com", Host: "testmin.example.com", HostPort: "18181", HostIP: "127.0.0.1", Gateway: true},
+			"https://testmin.example.com"},
+		{"gateway without a certificate", minions.Address{Host: "testmin.example.com", HostPort: "18181", HostIP: "127.0.0.1", Gateway: true},
+			"plain HTTP on 127.0.0.1:18181, from this server only; the gateway does not serve testmin.example.com over HTTPS yet"},
+		{"no gateway", minions.Address{Host: "testmin.example.com", HostPort: "18181"},
+			"plain HTTP on port 18181 of this server"},
+		{"no gateway, loopback", minions.Address{Host: "testmin.example.com", HostPort: "18181", HostIP: "127.0.0.1"},
+			"plain HTTP on 127.0.0.1:18181, from this server only"},
+		{"no port", minions.Address{Host: "testmin.example.com", Gateway: true},
+			"no web port published on this server; the gateway does not serve testmin.example.com over HTTPS yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reply := renderSummoned(&minions.Result{Minion: "testmin", Version: "1.0", Address: tt.a, Took: time.Second})
+			if want := "testmin 1.0 is up: " + tt.want + ". Took 1s."; reply != want {
+				t.Errorf("summon reply %q, want %q", reply, want)
+			}
+			status := renderStatus([]minions.MinionStatus{{Name: "testmin", Version: "1.0", Address: tt.a}}, now)
+			if want := "**testmin** 1.0 · " + tt.want + "\n"; !strings.HasPrefix(status, want) {
+				t.Errorf("status %q, want it to start with %q", status, want)
+			}
+		})
 	}
 }

@@ -83,6 +83,7 @@ func (e *Engine) StopMinion(ctx context.Context, name string, progress Progress)
 	if err != nil {
 		return nil, err
 	}
+	defer e.changed(ctx, m.Name)
 	list, err := e.ordered(ctx, m, true)
 	if err != nil {
 		return nil, err
@@ -115,6 +116,7 @@ func (e *Engine) StartMinion(ctx context.Context, name string, ids []string, pro
 	if err != nil {
 		return err
 	}
+	defer e.changed(ctx, m.Name)
 	// After a cold restore the remembered state may be the backup's: its
 	// containers must be made again with those passwords, or the app could
 	// not log in to its restored database. All or nothing, as a summon.

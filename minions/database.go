@@ -113,6 +113,7 @@ func (e *Engine) StopApp(ctx context.Context, name string, progress Progress) er
 	if err != nil {
 		return err
 	}
+	defer e.changed(ctx, m.Name)
 	list, err := e.ordered(ctx, m, true)
 	if err != nil {
 		return err
@@ -140,6 +141,7 @@ func (e *Engine) StartApp(ctx context.Context, name string, progress Progress) e
 	if err != nil {
 		return err
 	}
+	defer e.changed(ctx, m.Name)
 	say := func(format string, args ...any) {
 		if progress != nil {
 			progress(fmt.Sprintf(format, args...))

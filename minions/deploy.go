@@ -13,7 +13,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/go-connections/nat"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -397,25 +396,12 @@ func (e *Engine) startBack(ctx context.Context, p *Plan, r retired, timeout time
 		s.Role = c.Config.Labels[LabelRole]
 	}
 	before := *p
-	before.HostPort = publishedPort(c, p.Minion.Web.Port)
+	before.HostIP, before.HostPort = publishedAddr(c, p.Minion.Web.Port)
 	say("Starting %s again…", r.name)
 	if err := e.docker.ContainerStart(ctx, r.id, container.StartOptions{}); err != nil {
 		return explainDocker(err, "starting the old "+r.name+" again")
 	}
 	return e.waitHealthy(ctx, &before, s, r.id, timeout, 0, say)
-}
-
-// publishedPort is the host port a container publishes for a port of its own.
-func publishedPort(c container.InspectResponse, port int) string {
-	if c.ContainerJSONBase == nil || c.HostConfig == nil {
-		return ""
-	}
-	for _, b := range c.HostConfig.PortBindings[nat.Port(fmt.Sprintf("%d/tcp", port))] {
-		if b.HostPort != "" {
-			return b.HostPort
-		}
-	}
-	return ""
 }
 
 // rollback removes what a failed change created. Folders are removed only

@@ -64,6 +64,13 @@ type EngineOptions struct {
 	HealthTimeout time.Duration
 	Logger        *slog.Logger
 	HTTPClient    *http.Client // health probes and the registry API
+	// Gateway, when set, serves the minions at https://<subdomain>.<domain>:
+	// their web and routed ports are then bound to 127.0.0.1 only, and it is
+	// told after every change. nil: no gateway, ports as the minions write them.
+	Gateway Gateway
+	// Hosts overrides minions' subdomains and adds aliases, by minion
+	// (the configuration's gateway.hosts).
+	Hosts map[string]HostOverride
 }
 
 // Engine deploys minions through the Docker Engine API.
@@ -94,8 +101,7 @@ func (e *Engine) Catalog() *Catalog { return e.cat }
 // Result is what a summon or update did.
 type Result struct {
 	Minion, Version string
-	URL             string
-	HostPort        string
+	Address                       // where users reach it now
 	Unchanged       bool          // it was already up as asked
 	RolledBack      bool          // update only: the new version failed and the old one runs again
 	Previous        string        // update only: the version before
@@ -144,6 +150,7 @@ func (e *Engine) render(ctx context.Context, m *Minion, version string, st *Stat
 	p, err := Render(ctx, m, RenderOptions{
 		Domain: e.o.Domain, VSRoot: e.o.VSRoot, DBSRoot: e.o.DBSRoot, Version: version,
 		Settings: merged, Secrets: st.Secrets, Mirror: e.o.Mirror,
+		Subdomain: e.o.Hosts[m.Name].Subdomain, Gateway: e.o.Gateway != nil,
 	})
 	var se *SettingsError
 	if errors.As(err, &se) {
@@ -159,12 +166,31 @@ func (e *Engine) Summon(ctx context.Context, name, version string, settings map[
 	if err != nil {
 		return nil, err
 	}
-	release, err := e.lock(m.Name, "summon")
-	if err != nil {
-		return nil, err
+	var res *Result
+	err = e.change(ctx, m, "summon", func() (err error) {
+		res, err = e.summonHeld(ctx, m, version, settings, progress)
+		return err
+	})
+	if res != nil {
+		res.Address = e.address(ctx, m, res.Address)
 	}
-	defer release()
-	return e.summonHeld(ctx, m, version, settings, progress)
+	return res, err
+}
+
+// change runs f under the minion's lock, then tells the gateway, whether f
+// worked or not. The gateway is told outside the lock, so that it may call
+// back (Endpoints). A change refused because another runs tells nothing.
+func (e *Engine) change(ctx context.Context, m *Minion, what string, f func() error) error {
+	release, err := e.lock(m.Name, what)
+	if err != nil {
+		return err
+	}
+	err = func() error {
+		defer release()
+		return f()
+	}()
+	e.changed(ctx, m.Name)
+	return err
 }
 
 // summonHeld is Summon for a caller that holds the minion's lock.
@@ -191,7 +217,7 @@ func (e *Engine) summonHeld(ctx context.Context, m *Minion, version string, sett
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Minion: m.Name, Version: plan.Version, URL: plan.URL, HostPort: plan.HostPort}
+	res := &Result{Minion: m.Name, Version: plan.Version, Address: plan.address()}
 	if upToDate(plan, existing) {
 		res.Unchanged = true
 		return res, nil
@@ -405,7 +431,11 @@ func (e *Engine) probe(ctx context.Context, p *Plan, c container.InspectResponse
 		}
 	}
 	if p.HostPort != "" {
-		addrs = append(addrs, net.JoinHostPort("127.0.0.1", p.HostPort))
+		host := "127.0.0.1" // loopback reaches a port bound to all addresses, or to 127.0.0.1 only
+		if !isWildcard(p.HostIP) {
+			host = p.HostIP
+		}
+		addrs = append(addrs, net.JoinHostPort(host, p.HostPort))
 	}
 	for _, addr := range addrs {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)

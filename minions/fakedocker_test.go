@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/summoner-bot/summoner/minions"
@@ -43,6 +44,10 @@ type fakeDocker struct {
 	gone       bool // every call fails as if the daemon were down
 	connErr    error
 	calls      []string // "Method target", in order
+	// addresses gives running containers an address on their network (a
+	// loopback one: probes there fail fast, unless something listens on
+	// all addresses at the web port).
+	addresses bool
 }
 
 var _ minions.Docker = (*fakeDocker)(nil)
@@ -63,6 +68,8 @@ type fakeContainer struct {
 	restartCount int
 	servers      []*http.Server // its published ports, while it runs
 	listeners    []net.Listener
+	network, ip  string                 // its network and its address there (a loopback one, so probes fail fast)
+	health       container.HealthStatus // overrides the health of a running container with a check
 }
 
 // fault makes matching calls fail. method and target ("" for any) match
@@ -300,7 +307,7 @@ func (f *fakeDocker) ImagePull(_ context.Context, ref string, _ image.PullOption
 `)), nil
 }
 
-func (f *fakeDocker) ContainerCreate(_ context.Context, cfg *container.Config, host *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
+func (f *fakeDocker) ContainerCreate(_ context.Context, cfg *container.Config, host *container.HostConfig, nc *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.call("ContainerCreate", name); err != nil {
@@ -313,7 +320,13 @@ func (f *fakeDocker) ContainerCreate(_ context.Context, cfg *container.Config, h
 		return container.CreateResponse{}, notFound("image: " + cfg.Image)
 	}
 	f.next++
-	c := &fakeContainer{id: fmt.Sprintf("%064x", f.next), name: name, cfg: cfg, host: host, status: container.StateCreated}
+	c := &fakeContainer{id: fmt.Sprintf("%064x", f.next), name: name, cfg: cfg, host: host, status: container.StateCreated,
+		ip: fmt.Sprintf("127.77.%d.%d", f.next/250, f.next%250+1)}
+	if nc != nil {
+		for n := range nc.EndpointsConfig {
+			c.network = n
+		}
+	}
 	f.containers[c.id] = c
 	return container.CreateResponse{ID: c.id}, nil
 }
@@ -398,10 +411,28 @@ func (f *fakeDocker) ContainerInspect(_ context.Context, id string) (container.I
 		if f.registry[c.cfg.Image].neverUp {
 			st.Health.Status = container.Starting
 		}
+		if c.health != "" {
+			st.Health.Status = c.health
+		}
+	}
+	// As Docker: the network address and the bound ports while it runs,
+	// a binding to all addresses shown as 0.0.0.0.
+	ns := &container.NetworkSettings{}
+	if st.Running {
+		ns.Ports = nat.PortMap{}
+		for port, bs := range c.host.PortBindings {
+			for _, b := range bs {
+				ns.Ports[port] = append(ns.Ports[port], nat.PortBinding{HostIP: orAll(b.HostIP), HostPort: b.HostPort})
+			}
+		}
+		if c.network != "" && f.addresses {
+			ns.Networks = map[string]*network.EndpointSettings{c.network: {IPAddress: c.ip}}
+		}
 	}
 	return container.InspectResponse{
 		ContainerJSONBase: &container.ContainerJSONBase{ID: c.id, Name: "/" + c.name, State: st, RestartCount: c.restartCount, HostConfig: c.host},
 		Config:            c.cfg,
+		NetworkSettings:   ns,
 	}, nil
 }
 
@@ -420,6 +451,13 @@ func (f *fakeDocker) ContainerList(_ context.Context, o container.ListOptions) (
 	}
 	slices.SortFunc(out, func(a, b container.Summary) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
+}
+
+func orAll(ip string) string {
+	if ip == "" {
+		return "0.0.0.0"
+	}
+	return ip
 }
 
 // hasLabels matches Docker's label filters: "key" or "key=value".

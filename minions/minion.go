@@ -25,6 +25,14 @@ type Minion struct {
 	Database    *Database `yaml:"database"`
 	Settings    []Setting `yaml:"settings"`
 	Health      Health    `yaml:"health"`
+	// Routes send some paths of the minion's host to other services than
+	// the web service (Taiga's /api to taiga-back), through the gateway.
+	Routes []Route `yaml:"routes"`
+	// PublicPorts are container ports the minion publishes on the server's
+	// addresses on purpose, gateway or not (GitLab's SSH, Logstash's Beats
+	// input). The web port and routed ports are never public while a
+	// gateway serves the minion: they are bound to 127.0.0.1 only.
+	PublicPorts []int `yaml:"public_ports"`
 	// DataOwner is the "uid:gid" the app runs as, for images that do not
 	// run as root: the data folders Summoner creates under ${DATA} get it.
 	DataOwner string `yaml:"data_owner"`
@@ -39,6 +47,15 @@ type Web struct {
 	Port    int    `yaml:"port"`
 	// PortSetting names the setting that publishes the port on the host.
 	PortSetting string `yaml:"port_setting"`
+}
+
+// Route sends the requests whose path is Path, or under it, to a service
+// of the minion: Path /api takes /api and /api/…, not /apix. The path is
+// passed on as it is, prefix included.
+type Route struct {
+	Path    string `yaml:"path"`
+	Service string `yaml:"service"`
+	Port    int    `yaml:"port"` // the port inside the service's container
 }
 
 // Database is the minion's database service.
@@ -147,13 +164,29 @@ func loadMinion(fsys fs.FS, dir, source string) (*Minion, error) {
 	if m.Subdomain == "" {
 		m.Subdomain = m.Name
 	}
-	if err := m.validate(dir); err != nil {
+	services, err := composeServices(m.compose)
+	if err != nil {
+		return nil, fmt.Errorf("minion %s/compose.yml: %w", where, err)
+	}
+	if err := m.validate(dir, services); err != nil {
 		return nil, fmt.Errorf("minion %s/minion.yml: %w", where, err)
 	}
 	return m, nil
 }
 
-func (m *Minion) validate(dir string) error {
+// composeServices lists the services a compose file defines, without
+// interpolating it (that needs the settings, at summon time).
+func composeServices(compose []byte) ([]string, error) {
+	var f struct {
+		Services map[string]yaml.Node `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(compose, &f); err != nil {
+		return nil, err
+	}
+	return sortedKeys(f.Services), nil
+}
+
+func (m *Minion) validate(dir string, services []string) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if !nameRE.MatchString(m.Name) {
@@ -194,7 +227,60 @@ func (m *Minion) validate(dir string) error {
 	if d := m.Database; d != nil && d.PasswordSetting != "" && !seen[d.PasswordSetting] {
 		bad("database.password_setting %s: no such setting", d.PasswordSetting)
 	}
+	errs = append(errs, m.validateRoutes(services)...)
 	return errors.Join(errs...)
+}
+
+// validateRoutes checks routes and public_ports, each problem on its own.
+func (m *Minion) validateRoutes(services []string) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	paths := map[string]bool{}
+	routed := map[int]bool{m.Web.Port: true}
+	for i, r := range m.Routes {
+		what := fmt.Sprintf("routes[%d]", i)
+		if r.Path != "" {
+			what = "route " + r.Path
+		}
+		switch {
+		case r.Path == "":
+			bad("%s: needs a path, such as /api", what)
+		case !strings.HasPrefix(r.Path, "/"):
+			bad("%s: the path must start with /", what)
+		case r.Path == "/":
+			bad("%s: / is the web service's; route a path under it, such as /api", what)
+		case path.Clean(r.Path) != r.Path || strings.ContainsAny(r.Path, "?#*%\\ \t"):
+			bad("%s: write the path plainly, such as /api (no trailing slash, no . or .., no ?, #, * or %%)", what)
+		case paths[r.Path]:
+			bad("%s: routed twice", what)
+		}
+		paths[r.Path] = true
+		switch {
+		case r.Service == "":
+			bad("%s: needs a service", what)
+		case !slices.Contains(services, r.Service):
+			bad("%s: the service %q is not in the compose file (it has %s)", what, r.Service, strings.Join(services, ", "))
+		}
+		if r.Port <= 0 || r.Port > 65535 {
+			bad("%s: needs the port inside the container, from 1 to 65535, not %d", what, r.Port)
+		}
+		routed[r.Port] = true
+	}
+	seen := map[int]bool{}
+	for _, p := range m.PublicPorts {
+		switch {
+		case p <= 0 || p > 65535:
+			bad("public_ports %d: a container port is from 1 to 65535", p)
+		case p == m.Web.Port:
+			bad("public_ports %d: that is the web port, which the gateway serves", p)
+		case routed[p]:
+			bad("public_ports %d: that port is routed, so the gateway serves it", p)
+		case seen[p]:
+			bad("public_ports %d: listed twice", p)
+		}
+		seen[p] = true
+	}
+	return errs
 }
 
 // Setting finds a setting by name.

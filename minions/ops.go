@@ -34,8 +34,9 @@ type ServiceStatus struct {
 
 // MinionStatus is a summoned minion.
 type MinionStatus struct {
-	Name, Version, URL, HostPort string
-	Services                     []ServiceStatus
+	Name, Version string
+	Address       // where users reach it now
+	Services      []ServiceStatus
 }
 
 // Status reports on one minion, or on every summoned minion if name is "".
@@ -58,8 +59,13 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 	})
 	byMinion := map[string]*MinionStatus{}
 	plans := map[string]*Plan{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	type pending struct {
+		ms        *MinionStatus
+		idx       int
+		id        string
+		probeWith *Plan
+	}
+	var todo []pending
 	for _, c := range list {
 		mn := c.Labels[LabelMinion]
 		ms := byMinion[mn]
@@ -68,7 +74,7 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 			if m, ok := e.cat.Get(mn); ok {
 				if st, err := e.o.State.Load(mn); err == nil {
 					if p, _, err := e.render(ctx, m, "", st, nil); err == nil {
-						ms.URL, ms.HostPort = p.URL, p.HostPort
+						ms.Address = p.address()
 						plans[mn] = p
 					}
 				}
@@ -79,23 +85,38 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 			Service: c.Labels[labelService], Role: c.Labels[LabelRole], Container: strings.TrimPrefix(firstOr(c.Names, c.ID), "/"),
 			State: string(c.State), Image: c.Labels[LabelImage],
 		}
-		idx := len(ms.Services)
-		ms.Services = append(ms.Services, ss)
-		wg.Add(1)
 		var probeWith *Plan
 		if ss.Role == RoleWeb {
 			probeWith = plans[mn]
 		}
-		go func(id string, ms *MinionStatus, idx int) { // inspect and stats take a moment each: do them at once
+		todo = append(todo, pending{ms: ms, idx: len(ms.Services), id: c.ID, probeWith: probeWith})
+		ms.Services = append(ms.Services, ss)
+	}
+	// Inspect and stats take a moment each: do them at once.
+	live := make([]ServiceStatus, len(todo))
+	inspected := make([]container.InspectResponse, len(todo))
+	var wg sync.WaitGroup
+	for i, p := range todo {
+		wg.Add(1)
+		go func() {
 			defer wg.Done()
-			s := e.liveStatus(ctx, id, probeWith)
-			mu.Lock()
-			defer mu.Unlock()
-			cur := &ms.Services[idx]
-			cur.Health, cur.Since, cur.CPUPercent, cur.MemBytes, cur.MemLimit = s.Health, s.Since, s.CPUPercent, s.MemBytes, s.MemLimit
-		}(c.ID, ms, idx)
+			live[i], inspected[i] = e.liveStatus(ctx, p.id, p.probeWith)
+		}()
 	}
 	wg.Wait()
+	for i, p := range todo {
+		s, cur := live[i], &p.ms.Services[p.idx]
+		cur.Health, cur.Since, cur.CPUPercent, cur.MemBytes, cur.MemLimit = s.Health, s.Since, s.CPUPercent, s.MemBytes, s.MemLimit
+		if c := inspected[i]; p.probeWith != nil && c.ContainerJSONBase != nil {
+			// The port the container really publishes, not the one the
+			// settings would give it now.
+			p.ms.HostIP, p.ms.HostPort = publishedAddr(c, p.probeWith.Minion.Web.Port)
+		}
+	}
+	for _, ms := range byMinion {
+		ms.Gateway = e.o.Gateway != nil
+		ms.URL = e.served(ms.Host)
+	}
 	if name != "" && len(byMinion) == 0 {
 		return nil, userErr(nil, "%s is not summoned. `summon %s` brings it up.", name, name)
 	}
@@ -111,11 +132,11 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 // liveStatus inspects a container and samples its CPU and memory. A web
 // service without a health check of its own is probed like at summon time,
 // so status says whether the app answers, not only whether it runs.
-func (e *Engine) liveStatus(ctx context.Context, id string, probeWith *Plan) ServiceStatus {
+func (e *Engine) liveStatus(ctx context.Context, id string, probeWith *Plan) (ServiceStatus, container.InspectResponse) {
 	var s ServiceStatus
 	c, err := e.docker.ContainerInspect(ctx, id)
 	if err != nil {
-		return s
+		return s, c
 	}
 	switch {
 	case c.State.Health != nil:
@@ -128,18 +149,18 @@ func (e *Engine) liveStatus(ctx context.Context, id string, probeWith *Plan) Ser
 	}
 	s.Since, _ = time.Parse(time.RFC3339Nano, c.State.StartedAt)
 	if !c.State.Running {
-		return s
+		return s, c
 	}
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	r, err := e.docker.ContainerStats(sctx, id, false)
 	if err != nil {
-		return s
+		return s, c
 	}
 	defer r.Body.Close()
 	var st container.StatsResponse
 	if json.NewDecoder(r.Body).Decode(&st) != nil {
-		return s
+		return s, c
 	}
 	cpuDelta := float64(st.CPUStats.CPUUsage.TotalUsage) - float64(st.PreCPUStats.CPUUsage.TotalUsage)
 	sysDelta := float64(st.CPUStats.SystemUsage) - float64(st.PreCPUStats.SystemUsage)
@@ -151,7 +172,7 @@ func (e *Engine) liveStatus(ctx context.Context, id string, probeWith *Plan) Ser
 		s.CPUPercent = cpuDelta / sysDelta * cpus * 100
 	}
 	s.MemBytes, s.MemLimit = st.MemoryStats.Usage-st.MemoryStats.Stats["inactive_file"], st.MemoryStats.Limit
-	return s
+	return s, c
 }
 
 func firstOr(names []string, d string) string {
@@ -214,11 +235,10 @@ func (e *Engine) each(ctx context.Context, name, action string) error {
 	if err != nil {
 		return err
 	}
-	release, err := e.lock(m.Name, action)
-	if err != nil {
-		return err
-	}
-	defer release()
+	return e.change(ctx, m, action, func() error { return e.eachHeld(ctx, m, action) })
+}
+
+func (e *Engine) eachHeld(ctx context.Context, m *Minion, action string) error {
 	ids, err := e.ordered(ctx, m, action == "stop")
 	if err != nil {
 		return err
@@ -295,11 +315,10 @@ func (e *Engine) Banish(ctx context.Context, name string, purge bool) error {
 	if err != nil {
 		return err
 	}
-	release, err := e.lock(m.Name, "banish")
-	if err != nil {
-		return err
-	}
-	defer release()
+	return e.change(ctx, m, "banish", func() error { return e.banish(ctx, m, purge) })
+}
+
+func (e *Engine) banish(ctx context.Context, m *Minion, purge bool) error {
 	list, err := e.allContainers(ctx, m.Name)
 	if err != nil {
 		return keptData(m, purge, err, "listing the containers of "+m.Name)

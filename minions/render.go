@@ -85,6 +85,13 @@ type RenderOptions struct {
 	Settings map[string]string
 	Secrets  map[string]string
 	Mirror   Mirror
+	// Subdomain replaces the minion's own subdomain (the configuration's
+	// gateway.hosts); ${HOST} is <subdomain>.<domain>.
+	Subdomain string
+	// Gateway: a gateway serves the minion, so the web port and the routed
+	// ports it publishes are bound to 127.0.0.1 only, whatever the compose
+	// file says. Its other published ports stay as written.
+	Gateway bool
 }
 
 // Plan is a minion rendered into the containers to run.
@@ -94,8 +101,10 @@ type Plan struct {
 	Project  string // compose project name
 	Network  string
 	Services []*ServicePlan // in dependency order
-	URL      string         // https://<subdomain>.<domain>
+	Host     string         // <subdomain>.<domain>, where the gateway serves it
+	URL      string         // https://<Host>
 	HostPort string         // the web port published on the host, if any
+	HostIP   string         // the address HostPort is bound to ("" for all)
 	DataDirs []string       // host folders the minion keeps data in
 	// Secrets are the values to hide from logs and chat.
 	Secrets []string
@@ -255,6 +264,7 @@ func Render(ctx context.Context, m *Minion, o RenderOptions) (*Plan, error) {
 
 	p := &Plan{
 		Minion: m, Version: values["VERSION"], Project: m.Name, Network: m.Name + "_default",
+		Host:     values["HOST"],
 		URL:      "https://" + values["HOST"],
 		DataDirs: []string{values["DATA"], values["DB_DATA"]},
 		Secrets:  secretValues,
@@ -334,7 +344,7 @@ func (m *Minion) values(o RenderOptions) (map[string]string, []string, error) {
 		version = m.Version
 	}
 	v := map[string]string{
-		"VERSION": version, "MINION": m.Name, "DOMAIN": domain, "HOST": m.Subdomain + "." + domain,
+		"VERSION": version, "MINION": m.Name, "DOMAIN": domain, "HOST": orDefault(o.Subdomain, m.Subdomain) + "." + domain,
 		"DATA": filepath.Join(o.VSRoot, m.Name), "DB_DATA": filepath.Join(o.DBSRoot, m.Name),
 	}
 	var unknown, required []string
@@ -586,9 +596,15 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 		cport := nat.Port(strconv.Itoa(int(port.Target)) + "/" + proto)
 		cfg.ExposedPorts[cport] = struct{}{}
 		if port.Published != "" {
-			host.PortBindings[cport] = append(host.PortBindings[cport], nat.PortBinding{HostIP: port.HostIP, HostPort: port.Published})
+			b := nat.PortBinding{HostIP: port.HostIP, HostPort: port.Published}
+			if o.Gateway && m.serves(s.Name, int(port.Target)) {
+				b.HostIP = "127.0.0.1"
+			}
+			if !slices.Contains(host.PortBindings[cport], b) { // "8080:80" and "[::]:8080:80" both become one
+				host.PortBindings[cport] = append(host.PortBindings[cport], b)
+			}
 			if sp.Role == RoleWeb && int(port.Target) == m.Web.Port {
-				p.HostPort = port.Published
+				p.HostPort, p.HostIP = b.HostPort, b.HostIP
 			}
 		}
 	}
@@ -621,6 +637,20 @@ func (p *Plan) service(s types.ServiceConfig, values map[string]string, o Render
 	}
 	sp.Config, sp.Host = cfg, host
 	return sp, nil
+}
+
+// serves tells whether a port of a service is one the gateway serves: the
+// web service's web port, or a routed one.
+func (m *Minion) serves(service string, port int) bool {
+	if service == m.Web.Service && port == m.Web.Port {
+		return true
+	}
+	for _, r := range m.Routes {
+		if r.Service == service && r.Port == port {
+			return true
+		}
+	}
+	return false
 }
 
 // harmlessCaps are the capabilities every Docker container has unless it

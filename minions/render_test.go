@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -21,11 +22,11 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 // renderFixed renders m with fixed settings, so the output is stable.
-func renderFixed(t *testing.T, m *Minion, mirror Mirror) *Plan {
+func renderFixed(t *testing.T, m *Minion, mirror Mirror, gateway bool) *Plan {
 	t.Helper()
 	o := RenderOptions{
 		Domain: "example.com", VSRoot: "/srv/summoner/volumes", DBSRoot: "/srv/summoner/databases",
-		Settings: map[string]string{}, Secrets: map[string]string{}, Mirror: mirror,
+		Settings: map[string]string{}, Secrets: map[string]string{}, Mirror: mirror, Gateway: gateway,
 	}
 	for _, s := range m.Settings {
 		switch {
@@ -66,13 +67,16 @@ func golden(p *Plan) string {
 		Labels map[string]string `yaml:"labels"`
 	}
 	out := struct {
-		Minion   string `yaml:"minion"`
-		Version  string `yaml:"version"`
-		URL      string `yaml:"url"`
-		HostPort string `yaml:"host_port,omitempty"`
-		Network  string `yaml:"network"`
-		Services []svc  `yaml:"services"`
-	}{p.Minion.Name, p.Version, p.URL, p.HostPort, p.Network, nil}
+		Minion   string  `yaml:"minion"`
+		Version  string  `yaml:"version"`
+		URL      string  `yaml:"url"`
+		HostPort string  `yaml:"host_port,omitempty"`
+		HostIP   string  `yaml:"host_ip,omitempty"`
+		Network  string  `yaml:"network"`
+		Routes   []Route `yaml:"routes,omitempty"`
+		Public   []int   `yaml:"public_ports,omitempty"`
+		Services []svc   `yaml:"services"`
+	}{p.Minion.Name, p.Version, p.URL, p.HostPort, p.HostIP, p.Network, p.Minion.Routes, p.Minion.PublicPorts, nil}
 	for _, s := range p.Services {
 		var ports []string
 		for port, bs := range s.Host.PortBindings {
@@ -179,60 +183,72 @@ func TestCatalogRendersAndMatchesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range c.All() {
-		t.Run(m.Name, func(t *testing.T) {
-			p := renderFixed(t, m, Mirror{})
-			got := golden(p)
-			if strings.Contains(got, "${") || strings.Contains(got, "$$") {
-				t.Errorf("unresolved variable in the rendered plan:\n%s", got)
-			}
-			domain := "example.com"
-			roles := map[string]int{}
-			for _, s := range p.Services {
-				roles[s.Role]++
-				want := s.Service + "-" + m.Name + "-" + domain
-				switch s.Role {
-				case RoleWeb:
-					want = m.Name + "-" + domain
-				case RoleDB:
-					want = m.Database.Kind + "-" + m.Name + "-" + domain
-				}
-				if s.Container != want {
-					t.Errorf("service %s is named %s, want %s", s.Service, s.Container, want)
-				}
-				for _, b := range s.Host.Binds {
-					if !strings.HasPrefix(b, "/srv/summoner/volumes/"+m.Name+"/") && !strings.HasPrefix(b, "/srv/summoner/databases/"+m.Name+"/") {
-						t.Errorf("service %s keeps data outside the minion's folders: %s", s.Service, b)
-					}
-				}
-				if s.Config.Labels[LabelMinion] != m.Name || s.Config.Labels[labelProject] != m.Name {
-					t.Errorf("service %s lacks its labels: %v", s.Service, s.Config.Labels)
-				}
-			}
-			if roles[RoleWeb] != 1 || (m.Database != nil) != (roles[RoleDB] == 1) {
-				t.Errorf("roles %v", roles)
-			}
-			if p.URL != "https://"+m.Subdomain+"."+domain {
-				t.Errorf("URL %s", p.URL)
-			}
-			path := filepath.Join("testdata", "golden", m.Name+".yml")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("no golden file (run go test ./minions -update): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("rendered plan differs from %s (run go test ./minions -update and review the diff):\n%s", path, got)
-			}
-		})
+	// With a gateway, the same plans but for the web and routed ports,
+	// bound to 127.0.0.1 only: testdata/golden/gateway.
+	for _, variant := range []struct {
+		dir     string
+		gateway bool
+	}{{"", false}, {"gateway", true}} {
+		for _, m := range c.All() {
+			t.Run(path.Join(variant.dir, m.Name), func(t *testing.T) {
+				testCatalogGolden(t, m, variant.dir, variant.gateway)
+			})
+		}
 	}
+}
+
+func testCatalogGolden(t *testing.T, m *Minion, dir string, gateway bool) {
+	p := renderFixed(t, m, Mirror{}, gateway)
+	got := golden(p)
+	if strings.Contains(got, "${") || strings.Contains(got, "$$") {
+		t.Errorf("unresolved variable in the rendered plan:\n%s", got)
+	}
+	domain := "example.com"
+	roles := map[string]int{}
+	for _, s := range p.Services {
+		roles[s.Role]++
+		want := s.Service + "-" + m.Name + "-" + domain
+		switch s.Role {
+		case RoleWeb:
+			want = m.Name + "-" + domain
+		case RoleDB:
+			want = m.Database.Kind + "-" + m.Name + "-" + domain
+		}
+		if s.Container != want {
+			t.Errorf("service %s is named %s, want %s", s.Service, s.Container, want)
+		}
+		for _, b := range s.Host.Binds {
+			if !strings.HasPrefix(b, "/srv/summoner/volumes/"+m.Name+"/") && !strings.HasPrefix(b, "/srv/summoner/databases/"+m.Name+"/") {
+				t.Errorf("service %s keeps data outside the minion's folders: %s", s.Service, b)
+			}
+		}
+		if s.Config.Labels[LabelMinion] != m.Name || s.Config.Labels[labelProject] != m.Name {
+			t.Errorf("service %s lacks its labels: %v", s.Service, s.Config.Labels)
+		}
+	}
+	if roles[RoleWeb] != 1 || (m.Database != nil) != (roles[RoleDB] == 1) {
+		t.Errorf("roles %v", roles)
+	}
+	if p.URL != "https://"+m.Subdomain+"."+domain {
+		t.Errorf("URL %s", p.URL)
+	}
+	path := filepath.Join("testdata", "golden", dir, m.Name+".yml")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("no golden file (run go test ./minions -update): %v", err)
+	}
+	if got != string(want) {
+		t.Errorf("rendered plan differs from %s (run go test ./minions -update and review the diff):\n%s", path, got)
+	}
+	checkPorts(t, p, gateway)
 }
 
 func TestMirror(t *testing.T) {
@@ -255,5 +271,28 @@ func TestMirror(t *testing.T) {
 				t.Fatalf("Rewrite(%s) = %s, %v; want %s", tt.image, got, err, tt.want)
 			}
 		})
+	}
+}
+
+// checkPorts: with a gateway, no web or routed port is published on a
+// public address, and the other published ports are the minion's
+// public_ports, bound as the compose file says.
+func checkPorts(t *testing.T, p *Plan, gateway bool) {
+	t.Helper()
+	m := p.Minion
+	for _, s := range p.Services {
+		for port, bs := range s.Host.PortBindings {
+			served := m.serves(s.Service, port.Int())
+			for _, b := range bs {
+				switch {
+				case served && gateway && b.HostIP != "127.0.0.1":
+					t.Errorf("%s: %s is published on %q with a gateway, want 127.0.0.1 only", s.Service, port, b.HostIP)
+				case !served && b.HostIP == "127.0.0.1":
+					t.Errorf("%s: %s is not served by the gateway but bound to loopback", s.Service, port)
+				case !served && !slices.Contains(m.PublicPorts, port.Int()):
+					t.Errorf("%s: %s is published but neither the web port, routed nor in public_ports", s.Service, port)
+				}
+			}
+		}
 	}
 }

@@ -79,11 +79,19 @@ func (e *Engine) Update(ctx context.Context, name, version string, progress Prog
 	if err != nil {
 		return nil, err
 	}
-	release, err := e.lock(m.Name, "update")
-	if err != nil {
-		return nil, err
+	var res *Result
+	err = e.change(ctx, m, "update", func() (err error) {
+		res, err = e.update(ctx, m, version, progress)
+		return err
+	})
+	if res != nil {
+		res.Address = e.address(ctx, m, res.Address)
 	}
-	defer release()
+	return res, err
+}
+
+// update is Update for a caller that holds the minion's lock.
+func (e *Engine) update(ctx context.Context, m *Minion, version string, progress Progress) (*Result, error) {
 	started := time.Now()
 
 	existing, err := e.recoverLeftovers(ctx, m.Name)
@@ -102,7 +110,7 @@ func (e *Engine) Update(ctx context.Context, name, version string, progress Prog
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Minion: m.Name, Version: next.Version, Previous: target.From, URL: next.URL, HostPort: next.HostPort}
+	res := &Result{Minion: m.Name, Version: next.Version, Previous: target.From, Address: next.address()}
 	if upToDate(next, existing) {
 		res.Unchanged = true
 		return res, nil

@@ -104,7 +104,7 @@ func TestMinionFromChat(t *testing.T) {
 	}
 
 	r := say(op, "summon testmin HTTP_PORT="+hostPort, final("is up", "went wrong", "failed", "cannot"))
-	if !strings.Contains(r, "testmin 1.0 is up: https://testmin.chat.summoner.test (also on port "+hostPort+" of this server)") {
+	if !strings.Contains(r, "testmin 1.0 is up: plain HTTP on 127.0.0.1:"+hostPort+", from this server only. Took ") {
 		t.Fatalf("summon reply: %q", r)
 	}
 
