@@ -83,6 +83,10 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := pick{backend: tg.backendFor(r.URL.Path), minion: tg.route.Minion}
+	if p.backend == "" {
+		writeDown(w, tg.route.Minion, "is partly down: the service behind "+r.URL.Path+" does not run")
+		return
+	}
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), backendKey{}, p)))
 }
 

@@ -115,6 +115,8 @@ func TestRouterServes(t *testing.T) {
 			Paths: []Path{{Prefix: "/api", Backend: api}, {Prefix: "/events", Backend: events}}},
 		{Host: "kibana.example.com", Minion: "kibana", Backend: wekan, State: "stopped"},
 		{Host: "gitlab.example.com", Minion: "gitlab", Backend: refusedAddr(t), State: StateUp},
+		{Host: "ghost.example.com", Minion: "ghost", State: "down"},
+		{Host: "half.example.com", Minion: "half", Backend: front, State: StateUp, Paths: []Path{{Prefix: "/api"}}},
 	})
 	c := srv.Client()
 	tests := []struct {
@@ -133,6 +135,8 @@ func TestRouterServes(t *testing.T) {
 		{name: "unknown host", host: "other.example.com", path: "/", code: 404, body: "Nothing is served", notBody: []string{"wekan", "taiga", "kibana", "gitlab"}},
 		{name: "stopped minion", host: "kibana.example.com", path: "/app", code: 503, body: "kibana is stopped", notBody: []string{"wekan"}},
 		{name: "backend refusing", host: "gitlab.example.com", path: "/", code: 503, body: "gitlab is not answering", notBody: []string{"wekan"}},
+		{name: "down minion with no backend yet", host: "ghost.example.com", path: "/", code: 503, body: "ghost is down", notBody: []string{"wekan"}},
+		{name: "path whose service does not run", host: "half.example.com", path: "/api/x", code: 503, body: "the service behind /api/x does not run", notBody: []string{"taiga-front"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -159,11 +159,15 @@ func compileRoute(r Route) (*target, error) {
 		aliases = append(aliases, a)
 	}
 	r.Aliases = aliases
-	if err := checkBackend(r.Backend); err != nil {
-		return nil, fmt.Errorf("backend: %w", err)
-	}
 	if r.State == "" {
 		return nil, fmt.Errorf("no state given")
+	}
+	// A minion that does not run has no backend yet; its host still gets
+	// its 503 page, not a 404.
+	if r.Backend != "" || r.State == StateUp {
+		if err := checkBackend(r.Backend); err != nil {
+			return nil, fmt.Errorf("backend: %w", err)
+		}
 	}
 	paths := make([]Path, 0, len(r.Paths))
 	prefixes := map[string]bool{}
@@ -179,8 +183,12 @@ func compileRoute(r Route) (*target, error) {
 			return nil, fmt.Errorf("path prefix %s given twice", p.Prefix)
 		}
 		prefixes[norm] = true
-		if err := checkBackend(p.Backend); err != nil {
-			return nil, fmt.Errorf("path %s backend: %w", p.Prefix, err)
+		// "": the routed service does not run; its paths answer 503
+		// rather than reach the host's backend.
+		if p.Backend != "" {
+			if err := checkBackend(p.Backend); err != nil {
+				return nil, fmt.Errorf("path %s backend: %w", p.Prefix, err)
+			}
 		}
 		paths = append(paths, p)
 	}
