@@ -29,19 +29,7 @@ func TestMaintenanceFromChat(t *testing.T) {
 		"SUMMONER_PERMISSIONS_ADMINS="+e.Admin.Username))
 	waitHealthy(t, addr)
 
-	say := func(text string, done ...string) string {
-		t.Helper()
-		p := mmtest.Post(t, admin, ch.Id, "", "@"+e.BotUsername+" "+text)
-		r := mmtest.WaitReply(t, admin, p, 30*time.Second)
-		return mmtest.WaitEdited(t, admin, r.Id, 2*time.Minute, func(s string) bool {
-			for _, w := range done {
-				if strings.Contains(s, w) {
-					return true
-				}
-			}
-			return false
-		}).Message
-	}
+	say := sayer(t, e, admin, ch.Id, 2*time.Minute)
 	if r := say("summon testmin HTTP_PORT="+port, "is up", "wrong", "failed"); !strings.Contains(r, "is up") {
 		t.Fatalf("summon: %q", r)
 	}
@@ -115,5 +103,24 @@ func waitPost(t *testing.T, c *model.Client4, channelID string, since time.Time,
 			t.Fatalf("no such post within a minute; posts: %q", msgs)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// sayer posts commands to the bot as c in a channel; each call returns the
+// bot's answer once its text holds one of done (long commands post
+// progress first, then edit it into the result).
+func sayer(t *testing.T, e *mmtest.Env, c *model.Client4, channelID string, timeout time.Duration) func(text string, done ...string) string {
+	return func(text string, done ...string) string {
+		t.Helper()
+		p := mmtest.Post(t, c, channelID, "", "@"+e.BotUsername+" "+text)
+		r := mmtest.WaitReply(t, c, p, 30*time.Second)
+		return mmtest.WaitEdited(t, c, r.Id, timeout, func(s string) bool {
+			for _, w := range done {
+				if strings.Contains(s, w) {
+					return true
+				}
+			}
+			return false
+		}).Message
 	}
 }

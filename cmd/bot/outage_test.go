@@ -108,11 +108,19 @@ func mattermostCtl(t *testing.T, what string) {
 // summon at once without sharing containers.
 func outageMinion(t *testing.T, name string) string {
 	t.Helper()
-	src, err := filepath.Abs("../../minions/testdata/minions/" + minion)
+	dir := t.TempDir()
+	copyMinion(t, minion, dir, name)
+	return dir
+}
+
+// copyMinion copies the test minion from (under minions/testdata) into
+// dir as name.
+func copyMinion(t *testing.T, from, dir, name string) {
+	t.Helper()
+	src, err := filepath.Abs("../../minions/testdata/minions/" + from)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -122,13 +130,12 @@ func outageMinion(t *testing.T, name string) string {
 			t.Fatal(err)
 		}
 		if f == "minion.yml" {
-			data = []byte(strings.Replace(string(data), "name: "+minion, "name: "+name, 1))
+			data = []byte(strings.Replace(string(data), "name: "+from, "name: "+name, 1))
 		}
 		if err := os.WriteFile(filepath.Join(dir, name, f), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return dir
 }
 
 // TestFinalReplySurvivesAChatOutage: Mattermost stops while a summon runs

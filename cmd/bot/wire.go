@@ -47,11 +47,12 @@ func newLogger(c config.Log, w io.Writer, quiet bool) *slog.Logger {
 // nil to use the configured permissions.
 // services are the domain services the commands drive.
 type services struct {
-	engine *minions.Engine
-	docker *client.Client
-	repo   *storage.Repository  // nil without backup destinations
-	maint  *maintenance.Service // nil without backup destinations
-	sched  *maintenance.Scheduler
+	engine  *minions.Engine
+	docker  *client.Client
+	gateway *gatewayLink         // nil without gateway.enabled
+	repo    *storage.Repository  // nil without backup destinations
+	maint   *maintenance.Service // nil without backup destinations
+	sched   *maintenance.Scheduler
 	// schedules is what `schedule` sees: the daemon's scheduler, or a
 	// read-only view of it in the terminal.
 	schedules commands.Schedules
@@ -63,7 +64,11 @@ func newServices(cfg config.Config, log *slog.Logger) (services, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	engine, dc, err := newEngine(cfg, log.With("component", "minions"))
+	var gw *gatewayLink
+	if cfg.Gateway.Enabled {
+		gw = newGatewayLink(cfg, log.With("component", "gateway"))
+	}
+	engine, dc, err := newEngine(cfg, gw, log.With("component", "minions"))
 	if err != nil {
 		return services{}, err
 	}
@@ -71,7 +76,7 @@ func newServices(cfg config.Config, log *slog.Logger) (services, error) {
 	if err != nil {
 		return services{}, err
 	}
-	svc := services{engine: engine, docker: dc, repo: repo}
+	svc := services{engine: engine, docker: dc, repo: repo, gateway: gw}
 	if repo != nil {
 		svc.maint = maintenance.New(maintenance.Options{Docker: dc, Engine: engine, Repo: repo, Logger: log.With("component", "maintenance")})
 	}
@@ -100,6 +105,11 @@ func newRouter(cfg config.Config, poster chat.Poster, svc services, log *slog.Lo
 	defs := append(commands.MinionCommands(svc.engine, safe), commands.BackupCommands(repo)...)
 	defs = append(defs, commands.MaintenanceCommands(maint, svc.engine, repo, sched)...)
 	defs = append(defs, commands.HooksCommands(svc.hooks, nil)...)
+	var certs commands.CertLister
+	if svc.gateway != nil {
+		certs = svc.gateway
+	}
+	defs = append(defs, commands.CertCommands(certs, nil)...)
 	reg, err := commands.NewRegistry(defs...)
 	if err != nil {
 		return nil, nil, err
@@ -425,6 +435,9 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		summonApplications(gctx, svc.engine, cfg.Summoner.Applications, log, ops)
 		return nil
 	})
+	if svc.gateway != nil {
+		g.Go(func() error { return svc.gateway.Run(gctx, configPath, stderr, ops) })
+	}
 	g.Go(func() error { in.check(gctx, mm, ops); return nil })
 	err = g.Wait()
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -555,7 +568,7 @@ func checkWritable(path string) error {
 // newEngine builds the minion engine. The Docker client connects lazily, so
 // a daemon that is down shows up as a clear reply to the first command that
 // needs it, not as a bot that will not start.
-func newEngine(cfg config.Config, log *slog.Logger) (*minions.Engine, *client.Client, error) {
+func newEngine(cfg config.Config, gw *gatewayLink, log *slog.Logger) (*minions.Engine, *client.Client, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -573,13 +586,22 @@ func newEngine(cfg config.Config, log *slog.Logger) (*minions.Engine, *client.Cl
 	}
 	// Every Docker call gets a deadline of its own: a frozen daemon makes a
 	// command fail clearly instead of hanging the bot.
-	e := minions.NewEngine(minions.WithTimeouts(dc, minions.Timeouts{}), cat, minions.EngineOptions{
+	eo := minions.EngineOptions{
 		Domain: cfg.Summoner.Domain, VSRoot: cfg.Summoner.VSRoot, DBSRoot: cfg.Summoner.DBSRoot,
 		Mirror:        minions.Mirror{Registry: cfg.Docker.RegistryMirror, Images: cfg.Docker.ImageMirrors},
 		State:         &minions.StateStore{Dir: cfg.Docker.StateDir},
 		HealthTimeout: cfg.Docker.HealthTimeout.D(),
 		Logger:        log,
-	})
+	}
+	if gw != nil {
+		// The engine tells the gateway of every change, and asks it which
+		// hosts it serves before it writes an https URL.
+		eo.Gateway, eo.Hosts = gw, hostOverrides(cfg)
+	}
+	e := minions.NewEngine(minions.WithTimeouts(dc, minions.Timeouts{}), cat, eo)
+	if gw != nil {
+		gw.lister = e
+	}
 	return e, dc, nil
 }
 

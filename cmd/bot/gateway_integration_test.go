@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/summoner-bot/summoner/internal/acmetest"
+)
+
+// gwMinions copies the gateway test minion under each name, so several
+// can run side by side.
+func gwMinions(t *testing.T, names ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range names {
+		copyMinion(t, "testgw", dir, name)
+	}
+	return dir
+}
+
+// resolvingClient is `curl --resolve HOST:PORT:127.0.0.1` with the CA's
+// root as the only trusted one, and no redirect following.
+func resolvingClient(t *testing.T, a *acmetest.Env) *http.Client {
+	t.Helper()
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: a.RootPool(t)},
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				_, port, _ := net.SplitHostPort(addr)
+				return dialer.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
+			},
+			DisableKeepAlives: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func fetch(c *http.Client, url string) (int, string, http.Header, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(body), resp.Header, nil
+}
+
+// TestGatewayServesMinions: with the gateway on, against Pebble, two test
+// minions get certificates and answer over HTTPS with a chain to Pebble's
+// root; plain HTTP redirects; a third minion whose web service is down
+// shows the 503 page while the other two keep working; banishing removes
+// a route at once; the web port is bound to loopback only; and the
+// gateway process holds no Docker socket.
+func TestGatewayServesMinions(t *testing.T) {
+	e, d, dir := minionEnv(t)
+	a := acmetest.Require(t)
+	names := []string{"testgw", "testgw2", "testgw3"}
+	for _, n := range names {
+		d.RemoveMinion(t, n)
+		t.Cleanup(func() { d.RemoveMinion(t, n) })
+	}
+	const domain = "gw.summoner.test"
+	httpAddr := "127.0.0.1:" + strconv.Itoa(a.HTTPPort)
+	httpsAddr := "127.0.0.1:" + strconv.Itoa(a.TLSPort)
+	cfg := writeConfig(t, "gateway:\n  enabled: true\n"+
+		"  http_listen: "+httpAddr+"\n  https_listen: "+httpsAddr+"\n"+
+		"  storage_dir: "+filepath.Join(dir, "certs")+"\n  admin_socket: "+filepath.Join(dir, "gateway.sock")+"\n"+
+		"  acme_ca: "+a.Directory+"\n  acme_ca_root: "+a.CARootFile+"\n")
+	ops := e.NewChannel(t)
+	addr := freePort(t)
+	bot := startDaemon(t, append(minionDaemonEnv(t, e, d, dir, domain),
+		"SUMMONER_CONFIG="+cfg, "SUMMONER_HTTP_LISTEN="+addr, "SUMMONER_CHAT_OPS_CHANNEL="+ops.Name,
+		"SUMMONER_DOCKER_MINIONS_DIR="+gwMinions(t, names...),
+		"SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username, "SUMMONER_PERMISSIONS_ADMINS="+e.Admin.Username))
+	waitHealthy(t, addr)
+	op := e.Client(t, e.Operator)
+	say := sayer(t, e, op, ops.Id, 3*time.Minute)
+	for _, n := range names {
+		_, port, _ := strings.Cut(freePort(t), ":")
+		r := say("summon "+n+" HTTP_PORT="+port, " is up", "wrong", "failed")
+		// Truthful: the https URL only once the gateway serves it.
+		if !strings.Contains(r, "https://"+n+"."+domain) {
+			t.Fatalf("summon %s: %q, want its https URL", n, r)
+		}
+	}
+
+	c := resolvingClient(t, a)
+	url := func(n, path string) string {
+		return "https://" + n + "." + domain + ":" + strconv.Itoa(a.TLSPort) + path
+	}
+	for _, n := range names[:2] {
+		code, body, h, err := fetch(c, url(n, "/hello"))
+		if err != nil || code != 200 || !strings.Contains(body, "service=web") || !strings.Contains(body, "host="+n+"."+domain) || !strings.Contains(body, "proto=https") {
+			t.Fatalf("%s over HTTPS: %d %q %v", n, code, body, err)
+		}
+		if h.Get("Strict-Transport-Security") == "" {
+			t.Errorf("%s: no HSTS header", n)
+		}
+	}
+	// Plain HTTP redirects to HTTPS.
+	code, _, h, err := fetch(c, "http://testgw."+domain+":"+strconv.Itoa(a.HTTPPort)+"/x?y=1")
+	if err != nil || code/100 != 3 || !strings.HasPrefix(h.Get("Location"), "https://testgw."+domain) {
+		t.Fatalf("plain HTTP: %d, Location %q, %v", code, h.Get("Location"), err)
+	}
+
+	// The web port is published on loopback only.
+	for _, ctr := range d.Containers(t, "testgw") {
+		info, err := d.Client.ContainerInspect(t.Context(), ctr.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for port, bindings := range info.HostConfig.PortBindings {
+			for _, b := range bindings {
+				if b.HostIP != "127.0.0.1" {
+					t.Errorf("testgw publishes %s on %q, want 127.0.0.1 only", port, b.HostIP)
+				}
+			}
+		}
+	}
+
+	// A broken third minion shows the 503 page; the others keep working.
+	for _, ctr := range d.Containers(t, "testgw3") {
+		if err := d.Client.ContainerKill(t.Context(), ctr.ID, "KILL"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the 503 page of testgw3", time.Minute, func() bool {
+		code, body, _, err := fetch(c, url("testgw3", "/"))
+		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "testgw3") && !strings.Contains(body, "service=web")
+	})
+	for _, n := range names[:2] {
+		if code, body, _, err := fetch(c, url(n, "/still")); err != nil || code != 200 || !strings.Contains(body, "service=web") {
+			t.Fatalf("%s while testgw3 is down: %d %q %v", n, code, body, err)
+		}
+	}
+
+	// Banishing removes the route at once: the old host answers 404 or
+	// the 503 page, never another minion's content.
+	if r := say("banish testgw2", "banished", "wrong"); !strings.Contains(r, "banished") {
+		t.Fatalf("banish: %q", r)
+	}
+	code, body, _, err := fetch(c, url("testgw2", "/"))
+	if err == nil && (code == 200 || strings.Contains(body, "service=")) {
+		t.Fatalf("testgw2 after banish: %d %q", code, body)
+	}
+	if err == nil && code != http.StatusNotFound && code != http.StatusServiceUnavailable {
+		t.Fatalf("testgw2 after banish: %d %q, want 404 or 503", code, body)
+	}
+
+	// certs lists the certificates with their issuer and expiry.
+	r := say("certs", "| host |", "cannot", "off")
+	for _, n := range []string{"testgw", "testgw3"} {
+		if !strings.Contains(r, "| "+n+"."+domain+" | ✅ valid |") {
+			t.Errorf("certs does not show %s valid:\n%s", n, r)
+		}
+	}
+
+	// The gateway process holds no Docker socket.
+	checkNoDockerSocket(t, gatewayPID(t, bot))
+}
+
+// gatewayPID finds the gateway process the bot started.
+func gatewayPID(t *testing.T, bot *daemon) int {
+	t.Helper()
+	var pid int
+	waitFor(t, "the gateway process", 30*time.Second, func() bool {
+		pid = 0
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, dir := range dirs {
+			stat, err := os.ReadFile(dir + "/stat")
+			if err != nil {
+				continue
+			}
+			// The parent's pid is the fourth field, after "(comm)".
+			rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
+			fields := strings.Fields(rest)
+			if len(fields) < 2 || fields[1] != strconv.Itoa(bot.cmd.Process.Pid) {
+				continue
+			}
+			cmdline, _ := os.ReadFile(dir + "/cmdline")
+			if strings.HasSuffix(string(cmdline), "\x00gateway\x00") {
+				pid, _ = strconv.Atoi(filepath.Base(dir))
+			}
+		}
+		return pid != 0
+	})
+	return pid
+}
+
+// checkNoDockerSocket reads the process's descriptors: none may be the
+// Docker socket, and every unix socket must be one it serves (a bound
+// path: its admin socket), since a client connection to the Docker socket
+// shows no path of its own.
+func checkNoDockerSocket(t *testing.T, pid int) {
+	t.Helper()
+	bound := map[string]string{} // inode -> path
+	data, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) >= 7 {
+			path := ""
+			if len(f) >= 8 {
+				path = f[7]
+			}
+			bound[f[6]] = path
+		}
+	}
+	fds, err := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/fd/*")
+	if err != nil || len(fds) == 0 {
+		t.Fatalf("reading the gateway's descriptors: %v", err)
+	}
+	for _, fd := range fds {
+		target, err := os.Readlink(fd)
+		if err != nil {
+			continue
+		}
+		if strings.Contains(target, "docker.sock") {
+			t.Fatalf("the gateway has %s open", target)
+		}
+		inode, ok := strings.CutPrefix(target, "socket:[")
+		if !ok {
+			continue
+		}
+		inode = strings.TrimSuffix(inode, "]")
+		if path, unix := bound[inode]; unix && (path == "" || strings.Contains(path, "docker")) {
+			t.Fatalf("the gateway holds a unix socket that is not its own (%q): a client connection, perhaps to Docker", path)
+		}
+	}
+	t.Logf("gateway pid %d: %d descriptors, none on the Docker socket", pid, len(fds))
+}
