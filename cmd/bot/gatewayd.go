@@ -143,7 +143,7 @@ func (g *gatewayLink) Changed(ctx context.Context, minion string) {
 	host := ""
 	if eps, err := g.lister.Endpoints(ctx); err == nil {
 		for _, ep := range eps {
-			if ep.Minion == minion && ep.State == "up" {
+			if ep.Minion == minion && ep.State == minions.EndpointUp {
 				host = ep.Host
 			}
 		}
@@ -157,7 +157,7 @@ func (g *gatewayLink) Changed(ctx context.Context, minion string) {
 		g.mu.Lock()
 		c, ok := g.certs[host]
 		g.mu.Unlock()
-		if ok && c.Status != "obtaining" {
+		if ok && c.Status != gateway.CertObtaining {
 			return
 		}
 		select {
@@ -176,7 +176,7 @@ func (g *gatewayLink) Serves(host string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c := g.certs[host]
-	return g.accepted[host] && c.Status == "valid" && time.Now().Before(c.NotAfter)
+	return g.accepted[host] && c.Status == gateway.CertValid && time.Now().Before(c.NotAfter)
 }
 
 // Run keeps the gateway in step until ctx ends: it starts and supervises
@@ -211,29 +211,33 @@ func (g *gatewayLink) Run(ctx context.Context, configPath string, stderr io.Writ
 // report says each certificate's trouble once a day: a failure with its
 // cause and next try, an expiry near and not renewed, a refused route.
 func (g *gatewayLink) report(ctx context.Context, now time.Time, say func(context.Context, string)) {
+	type news struct{ key, text string } // key: what stays the same while the trouble lasts
 	g.mu.Lock()
-	var lines []string
+	var all []news
 	for _, c := range g.certs {
 		switch {
-		case c.Status == "failed":
+		case c.Status == gateway.CertFailed:
 			next := ""
 			if !c.NextTry.IsZero() {
 				next = fmt.Sprintf(" I'll try again at %s UTC; until then https://%s has no valid certificate.", c.NextTry.UTC().Format("15:04"), c.Host)
 			}
-			lines = append(lines, fmt.Sprintf("⚠️ No HTTPS certificate for %s: %s.%s", c.Host, strings.TrimSuffix(c.Error, "."), next))
-		case c.Status == "valid" && !c.NotAfter.IsZero() && c.NotAfter.Sub(now) < expiryWarning:
-			lines = append(lines, fmt.Sprintf("⚠️ The certificate of %s expires on %s (in %s) and is not renewed yet.",
-				c.Host, c.NotAfter.UTC().Format("2006-01-02 15:04 UTC"), daysLeft(c.NotAfter.Sub(now))))
+			all = append(all, news{"failed " + c.Host + " " + c.Error,
+				fmt.Sprintf("⚠️ No HTTPS certificate for %s: %s.%s", c.Host, strings.TrimSuffix(c.Error, "."), next)})
+		case c.Status == gateway.CertValid && !c.NotAfter.IsZero() && c.NotAfter.Sub(now) < expiryWarning:
+			all = append(all, news{"expiry " + c.Host + " " + c.NotAfter.String(),
+				fmt.Sprintf("⚠️ The certificate of %s expires on %s (in %s) and is not renewed yet.",
+					c.Host, c.NotAfter.UTC().Format("2006-01-02 15:04 UTC"), daysLeft(c.NotAfter.Sub(now)))})
 		}
 	}
 	for host, why := range g.rejected {
-		lines = append(lines, fmt.Sprintf("⚠️ The gateway refused the route of %s: %s. The other minions are served as before.", host, why))
+		all = append(all, news{"rejected " + host + " " + why,
+			fmt.Sprintf("⚠️ The gateway refused the route of %s: %s. The other minions are served as before.", host, why)})
 	}
 	var fresh []string
-	for _, l := range lines {
-		if at, ok := g.said[l]; !ok || now.Sub(at) > resay {
-			g.said[l] = now
-			fresh = append(fresh, l)
+	for _, n := range all {
+		if at, ok := g.said[n.key]; !ok || now.Sub(at) > resay {
+			g.said[n.key] = now
+			fresh = append(fresh, n.text)
 		}
 	}
 	g.mu.Unlock()
@@ -283,9 +287,9 @@ func (g *gatewayLink) supervise(ctx context.Context, configPath string, stderr i
 			// Stopping again at once (a port taken): say it, once a day.
 			g.mu.Lock()
 			line := fmt.Sprintf("⚠️ The gateway keeps stopping (%v); its last lines are in the bot's log. Minions stay up, but their https addresses do not answer.", err)
-			fresh := time.Since(g.said[line]) > resay
+			fresh := time.Since(g.said["stopping"]) > resay
 			if fresh {
-				g.said[line] = time.Now()
+				g.said["stopping"] = time.Now()
 			}
 			g.mu.Unlock()
 			if fresh {
