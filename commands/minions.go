@@ -315,7 +315,7 @@ func summonArgs(args []string) (name, version string, settings map[string]string
 
 // where says where users reach a minion: its https URL only when the
 // gateway serves it, else the port it publishes (see minions.Address).
-func where(res *minions.Result) string { return res.Address.String() }
+func where(res *minions.Result) string { return res.URL }
 
 func renderSummoned(res *minions.Result) string {
 	if res.Unchanged {
@@ -344,8 +344,8 @@ func renderStatus(st []minions.MinionStatus, now time.Time) string {
 			b.WriteString("\n")
 		}
 		fmt.Fprintf(&b, "**%s** %s", m.Name, m.Version)
-		if m.Host != "" || m.HostPort != "" {
-			fmt.Fprintf(&b, " · %s", m.Address)
+		if m.URL != "" {
+			fmt.Fprintf(&b, " · %s", m.URL)
 		}
 		b.WriteString("\n| service | container | state | health | image | up | CPU | memory |\n|---|---|---|---|---|---|---|---|\n")
 		for _, s := range m.Services {

@@ -27,9 +27,9 @@ func (f *fakeEngine) Summon(_ context.Context, name, version string, settings ma
 	progress("Pulling…")
 	a := minions.Address{Host: name + ".example.com", HostPort: "8084", HostIP: "127.0.0.1", Gateway: true}
 	if name == "wekan" { // the gateway serves wekan, not the others
-		a.URL = "https://wekan.example.com"
+		a.HTTPS = "https://wekan.example.com"
 	}
-	return &minions.Result{Minion: name, Version: "1.0", Address: a, Took: 1500 * time.Millisecond}, nil
+	return &minions.Result{Minion: name, Version: "1.0", URL: a.String(), Address: a, Took: 1500 * time.Millisecond}, nil
 }
 
 func (f *fakeEngine) Banish(_ context.Context, name string, purge bool) error {
@@ -59,7 +59,7 @@ func (f *fakeEngine) UpdateTarget(_ context.Context, name, version string) (*min
 
 func (f *fakeEngine) Update(_ context.Context, name, version string, _ minions.Progress) (*minions.Result, error) {
 	f.calls = append(f.calls, "update "+name+" "+version)
-	return &minions.Result{Minion: name, Version: version, Previous: "1.2", Address: minions.Address{URL: "https://" + name + ".example.com", Host: name + ".example.com", HostPort: "8084", HostIP: "127.0.0.1", Gateway: true}, Took: 3 * time.Second}, nil
+	return &minions.Result{Minion: name, Version: version, Previous: "1.2", URL: "https://" + name + ".example.com", Address: minions.Address{HTTPS: "https://" + name + ".example.com", Host: name + ".example.com", HostPort: "8084", HostIP: "127.0.0.1", Gateway: true}, Took: 3 * time.Second}, nil
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -124,7 +124,7 @@ func TestMinionCommands(t *testing.T) {
 func TestRenderStatus(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	got := renderStatus([]minions.MinionStatus{{
-		Name: "wekan", Version: "v7.61", Address: minions.Address{URL: "https://wekan.example.com", Host: "wekan.example.com", HostPort: "8084", HostIP: "127.0.0.1", Gateway: true},
+		Name: "wekan", Version: "v7.61", URL: "https://wekan.example.com", Address: minions.Address{HTTPS: "https://wekan.example.com", Host: "wekan.example.com", HostPort: "8084", HostIP: "127.0.0.1", Gateway: true},
 		Services: []minions.ServiceStatus{
 			{Service: "db", Container: "mongodb-wekan-example.com", State: "running", Health: "healthy", Image: "mongo:6.0.18", Since: now.Add(-26 * time.Hour), CPUPercent: 1.25, MemBytes: 300 << 20},
 			{Service: "wekan", Container: "wekan-example.com", State: "exited", Image: "wekanteam/wekan:v7.61"},
@@ -152,7 +152,7 @@ func TestWhereSummonAndStatusAgree(t *testing.T) {
 		a    minions.Address
 		want string
 	}{
-		{"served", minions.Address{URL: "https://testmin.example.com", Host: "testmin.example.com", HostPort: "18181", HostIP: "127.0.0.1", Gateway: true},
+		{"served", minions.Address{HTTPS: "https://testmin.example.com", Host: "testmin.example.com", HostPort: "18181", HostIP: "127.0.0.1", Gateway: true},
 			"https://testmin.example.com"},
 		{"gateway without a certificate", minions.Address{Host: "testmin.example.com", HostPort: "18181", HostIP: "127.0.0.1", Gateway: true},
 			"plain HTTP on 127.0.0.1:18181, from this server only; the gateway does not serve testmin.example.com over HTTPS yet"},
@@ -165,11 +165,14 @@ func TestWhereSummonAndStatusAgree(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reply := renderSummoned(&minions.Result{Minion: "testmin", Version: "1.0", Address: tt.a, Took: time.Second})
+			if tt.a.String() != tt.want {
+				t.Errorf("address says %q, want %q", tt.a.String(), tt.want)
+			}
+			reply := renderSummoned(&minions.Result{Minion: "testmin", Version: "1.0", URL: tt.a.String(), Address: tt.a, Took: time.Second})
 			if want := "testmin 1.0 is up: " + tt.want + ". Took 1s."; reply != want {
 				t.Errorf("summon reply %q, want %q", reply, want)
 			}
-			status := renderStatus([]minions.MinionStatus{{Name: "testmin", Version: "1.0", Address: tt.a}}, now)
+			status := renderStatus([]minions.MinionStatus{{Name: "testmin", Version: "1.0", URL: tt.a.String(), Address: tt.a}}, now)
 			if want := "**testmin** 1.0 · " + tt.want + "\n"; !strings.HasPrefix(status, want) {
 				t.Errorf("status %q, want it to start with %q", status, want)
 			}

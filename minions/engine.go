@@ -101,11 +101,14 @@ func (e *Engine) Catalog() *Catalog { return e.cat }
 // Result is what a summon or update did.
 type Result struct {
 	Minion, Version string
-	Address                       // where users reach it now
-	Unchanged       bool          // it was already up as asked
-	RolledBack      bool          // update only: the new version failed and the old one runs again
-	Previous        string        // update only: the version before
-	Took            time.Duration // from start to healthy
+	// URL says where users reach it now, in words: https://<host> when the
+	// gateway serves it, else the port it publishes (Address.String).
+	URL        string
+	Address                  // the parts of that
+	Unchanged  bool          // it was already up as asked
+	RolledBack bool          // update only: the new version failed and the old one runs again
+	Previous   string        // update only: the version before
+	Took       time.Duration // from start to healthy
 }
 
 func (e *Engine) minion(name string) (*Minion, error) {
@@ -173,6 +176,7 @@ func (e *Engine) Summon(ctx context.Context, name, version string, settings map[
 	})
 	if res != nil {
 		res.Address = e.address(ctx, m, res.Address)
+		res.URL = res.Address.String()
 	}
 	return res, err
 }

@@ -97,7 +97,8 @@ func TestSummonLifecycle(t *testing.T) {
 	ctx := context.Background()
 
 	res, steps := f.summon(t, "")
-	if res.Version != "1.0" || res.URL != "https://testmin.it.summoner.test" || res.HostPort != f.port {
+	// No gateway: no https URL, the port as published.
+	if res.Version != "1.0" || res.HTTPS != "" || res.URL != "plain HTTP on 127.0.0.1:"+f.port+", from this server only" || res.Host != "testmin.it.summoner.test" || res.HostPort != f.port || res.HostIP != "127.0.0.1" {
 		t.Fatalf("result %+v", res)
 	}
 	joined := strings.Join(steps, "\n")

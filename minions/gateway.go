@@ -71,9 +71,9 @@ func (e *Engine) hostOf(m *Minion) string {
 // Summoner knows it: the https URL only when the gateway serves it now,
 // else the port the web service publishes on this server.
 type Address struct {
-	// URL is https://<Host>, set only when the gateway answers there now
+	// HTTPS is https://<Host>, set only when the gateway answers there now
 	// with a valid certificate.
-	URL string
+	HTTPS string
 	// Host is <subdomain>.<domain>, where the gateway serves the minion
 	// (or will, once it has a certificate).
 	Host string
@@ -87,8 +87,8 @@ type Address struct {
 // String says where to reach the minion, for chat: the URL, or the port
 // and why there is no URL.
 func (a Address) String() string {
-	if a.URL != "" {
-		return a.URL
+	if a.HTTPS != "" {
+		return a.HTTPS
 	}
 	var s string
 	switch {
@@ -129,7 +129,7 @@ func (e *Engine) address(ctx context.Context, m *Minion, a Address) Address {
 			}
 		}
 	}
-	a.URL = e.served(a.Host)
+	a.HTTPS = e.served(a.Host)
 	return a
 }
 

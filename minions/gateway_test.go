@@ -281,7 +281,7 @@ func TestEndpoints(t *testing.T) {
 		{Prefix: "/events", Backend: eventsIP + ":8888", State: minions.EndpointUnhealthy},
 		{Prefix: "/api", State: minions.EndpointStopped},
 	}
-	checkEndpoint(t, "api stopped, events unhealthy", routesEndpoint(t, fx.e), want)
+	checkEndpoint(t, "api stopped, events unhealthy", endpointOf(t, fx.e, routesMinion), want)
 
 	// The minion stopped: listed, with its state, so the gateway shows its
 	// 503 page, not a 404.
@@ -290,14 +290,14 @@ func TestEndpoints(t *testing.T) {
 	}
 	want.Backend, want.State = "", minions.EndpointStopped
 	want.Paths = []minions.EndpointPath{{Prefix: "/events", State: minions.EndpointStopped}, {Prefix: "/api", State: minions.EndpointStopped}}
-	checkEndpoint(t, "stopped", routesEndpoint(t, fx.e), want)
+	checkEndpoint(t, "stopped", endpointOf(t, fx.e, routesMinion), want)
 	checkEndpoint(t, "as Changed saw it after the stop", fx.gw.last()[1], want)
 
 	// While a change has set the web container aside, it is starting.
 	fx.f.mu.Lock()
 	fx.f.find("testroutes-fake.test").name = "testroutes-fake.test" + minions.OldSuffix
 	fx.f.mu.Unlock()
-	if ep := routesEndpoint(t, fx.e); ep.State != minions.EndpointStarting || ep.Backend != "" {
+	if ep := endpointOf(t, fx.e, routesMinion); ep.State != minions.EndpointStarting || ep.Backend != "" {
 		t.Errorf("web container set aside: %+v", ep)
 	}
 
@@ -313,18 +313,19 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
-func routesEndpoint(t *testing.T, e *minions.Engine) minions.Endpoint {
+// endpointOf finds a minion's endpoint.
+func endpointOf(t *testing.T, e *minions.Engine, minion string) minions.Endpoint {
 	t.Helper()
 	eps, err := e.Endpoints(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, ep := range eps {
-		if ep.Minion == routesMinion {
+		if ep.Minion == minion {
 			return ep
 		}
 	}
-	t.Fatalf("no endpoint for %s in %+v", routesMinion, eps)
+	t.Fatalf("no endpoint for %s in %+v", minion, eps)
 	return minions.Endpoint{}
 }
 
@@ -351,11 +352,11 @@ func TestURLIsTheGatewaysOnlyWhenItServes(t *testing.T) {
 		fx := newGWFixture(t, true)
 		fx.gw.serveOnChange = "routes.fake.test" // Serves is asked after Changed
 		res := fx.summon(t)
-		if res.URL != "https://routes.fake.test" || res.String() != "https://routes.fake.test" {
+		if res.HTTPS != "https://routes.fake.test" || res.URL != "https://routes.fake.test" {
 			t.Errorf("result %+v says %q", res.Address, res.String())
 		}
 		st, err := fx.e.Status(ctx, routesMinion)
-		if err != nil || len(st) != 1 || st[0].Address != res.Address {
+		if err != nil || len(st) != 1 || st[0].Address != res.Address || st[0].URL != res.URL {
 			t.Errorf("status %+v, %v; want the address %+v", st, err, res.Address)
 		}
 	})
@@ -363,11 +364,11 @@ func TestURLIsTheGatewaysOnlyWhenItServes(t *testing.T) {
 		fx := newGWFixture(t, true)
 		res := fx.summon(t)
 		want := "plain HTTP on 127.0.0.1:" + fx.settings["HTTP_PORT"] + ", from this server only; the gateway does not serve routes.fake.test over HTTPS yet"
-		if res.URL != "" || res.String() != want {
-			t.Errorf("result %+v says %q, want %q", res.Address, res.String(), want)
+		if res.HTTPS != "" || res.URL != want {
+			t.Errorf("result %+v says %q, want %q", res.Address, res.URL, want)
 		}
 		st, err := fx.e.Status(ctx, routesMinion)
-		if err != nil || len(st) != 1 || st[0].String() != want {
+		if err != nil || len(st) != 1 || st[0].URL != want {
 			t.Errorf("status %+v, %v; want %q", st, err, want)
 		}
 	})
@@ -375,8 +376,8 @@ func TestURLIsTheGatewaysOnlyWhenItServes(t *testing.T) {
 		fx := newGWFixture(t, false)
 		res := fx.summon(t)
 		want := "plain HTTP on port " + fx.settings["HTTP_PORT"] + " of this server"
-		if res.URL != "" || res.String() != want {
-			t.Errorf("result %+v says %q, want %q", res.Address, res.String(), want)
+		if res.HTTPS != "" || res.URL != want {
+			t.Errorf("result %+v says %q, want %q", res.Address, res.URL, want)
 		}
 		// testmin publishes on 127.0.0.1 only, in its compose file.
 		port := freePort(t)
@@ -384,12 +385,12 @@ func TestURLIsTheGatewaysOnlyWhenItServes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := "plain HTTP on 127.0.0.1:" + port + ", from this server only"; res.String() != want {
-			t.Errorf("testmin: %q, want %q", res.String(), want)
+		if want := "plain HTTP on 127.0.0.1:" + port + ", from this server only"; res.URL != want {
+			t.Errorf("testmin: %q, want %q", res.URL, want)
 		}
 		st, err := fx.e.Status(ctx, testMinion)
-		if err != nil || len(st) != 1 || st[0].String() != res.String() {
-			t.Errorf("status %+v, %v; want %q", st, err, res.String())
+		if err != nil || len(st) != 1 || st[0].URL != res.URL {
+			t.Errorf("status %+v, %v; want %q", st, err, res.URL)
 		}
 	})
 }

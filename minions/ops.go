@@ -35,8 +35,11 @@ type ServiceStatus struct {
 // MinionStatus is a summoned minion.
 type MinionStatus struct {
 	Name, Version string
-	Address       // where users reach it now
-	Services      []ServiceStatus
+	// URL says where users reach it now, in words: https://<host> when the
+	// gateway serves it, else the port it publishes (Address.String).
+	URL      string
+	Address  // the parts of that
+	Services []ServiceStatus
 }
 
 // Status reports on one minion, or on every summoned minion if name is "".
@@ -115,7 +118,8 @@ func (e *Engine) Status(ctx context.Context, name string) ([]MinionStatus, error
 	}
 	for _, ms := range byMinion {
 		ms.Gateway = e.o.Gateway != nil
-		ms.URL = e.served(ms.Host)
+		ms.HTTPS = e.served(ms.Host)
+		ms.URL = ms.Address.String()
 	}
 	if name != "" && len(byMinion) == 0 {
 		return nil, userErr(nil, "%s is not summoned. `summon %s` brings it up.", name, name)

@@ -86,6 +86,7 @@ func (e *Engine) Update(ctx context.Context, name, version string, progress Prog
 	})
 	if res != nil {
 		res.Address = e.address(ctx, m, res.Address)
+		res.URL = res.Address.String()
 	}
 	return res, err
 }

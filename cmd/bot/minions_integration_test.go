@@ -171,7 +171,7 @@ func TestApplicationsSummonedAtStart(t *testing.T) {
 		var msgs []string
 		for _, p := range list.Posts {
 			msgs = append(msgs, p.Message)
-			if strings.Contains(p.Message, "Summoned testmin 1.0 at start-up: https://testmin.apps.summoner.test") {
+			if strings.Contains(p.Message, "Summoned testmin 1.0 at start-up: plain HTTP on 127.0.0.1:18181, from this server only") {
 				if n := len(d.Containers(t, minion)); n != 2 {
 					t.Fatalf("%d containers after the start-up summon, want 2", n)
 				}
