@@ -5,4 +5,7 @@
 // Containers are found by their labels (summoner.minion, summoner.role,
 // summoner.db), never by name. This package never talks to chat: it reports
 // progress through a callback and returns results for commands to render.
+// Nor does it know the gateway: with a Gateway hook set it binds the web and
+// routed ports to 127.0.0.1 only, tells the hook after every change, and
+// lists Endpoints; cmd/bot turns those into the gateway's routes.
 package minions
