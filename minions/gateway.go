@@ -189,7 +189,7 @@ type Endpoint struct {
 type EndpointPath struct {
 	Prefix string
 	// Backend is "<container IP on the minion's network>:<port>" of the
-	// routed service's container while it runs; "" when it does not. The
+	// routed service's container while it is up (State "up"); "" else. The
 	// path is listed all the same: a request under Prefix must then get a
 	// 503, never go to the host's Backend or another route.
 	Backend string
@@ -244,7 +244,7 @@ func (e *Engine) Endpoints(ctx context.Context) ([]Endpoint, error) {
 			if rc, ok := s.current[r.Service]; ok {
 				c, state := e.inspectState(ctx, rc)
 				p.State = state
-				if ip := containerIP(c, network); ip != "" && c.State != nil && c.State.Running {
+				if ip := containerIP(c, network); ip != "" && state == EndpointUp {
 					p.Backend = net.JoinHostPort(ip, fmt.Sprint(r.Port))
 				}
 			} else if _, ok := s.old[r.Service]; ok {
