@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/summoner-bot/summoner/internal/acmetest"
 )
 
@@ -24,6 +26,7 @@ func gwMinions(t *testing.T, names ...string) string {
 	for _, name := range names {
 		copyMinion(t, "testgw", dir, name)
 	}
+	copyMinion(t, "testtaiga", dir, "testtaiga")
 	return dir
 }
 
@@ -66,7 +69,7 @@ func TestGatewayServesMinions(t *testing.T) {
 	e, d, dir := minionEnv(t)
 	a := acmetest.Require(t)
 	names := []string{"testgw", "testgw2", "testgw3"}
-	for _, n := range names {
+	for _, n := range append(names, "testtaiga") {
 		d.RemoveMinion(t, n)
 		t.Cleanup(func() { d.RemoveMinion(t, n) })
 	}
@@ -129,6 +132,34 @@ func TestGatewayServesMinions(t *testing.T) {
 		}
 	}
 
+	// Websockets pass through.
+	wsEcho(t, a, "wss://testgw."+domain+":"+strconv.Itoa(a.TLSPort)+"/ws", "web")
+	// A 1 GiB upload streams through with the gateway's memory flat.
+	gw := gatewayPID(t, bot)
+	before := vmKiB(t, gw, "VmHWM")
+	n, err := upload(c, url("testgw", "/upload"), 1<<30)
+	if err != nil || n != 1<<30 {
+		t.Fatalf("1 GiB upload: %d bytes arrived, %v", n, err)
+	}
+	after := vmKiB(t, gw, "VmHWM")
+	t.Logf("gateway peak RSS %d KiB before a 1 GiB upload, %d KiB after (+%d KiB)", before, after, after-before)
+	if after-before > 64<<10 {
+		t.Errorf("the gateway's peak RSS grew by %d KiB during a 1 GiB upload: it buffers", after-before)
+	}
+
+	// Taiga-like paths: /api and /events reach their own services.
+	_, port, _ := strings.Cut(freePort(t), ":")
+	if r := say("summon testtaiga HTTP_PORT="+port, " is up", "wrong", "failed"); !strings.Contains(r, " is up") {
+		t.Fatalf("summon testtaiga: %q", r)
+	}
+	for path, service := range map[string]string{"/": "front", "/api/v1/projects": "back", "/api": "back", "/apiary": "front", "/admin": "front"} {
+		code, body, _, err := fetch(c, url("testtaiga", path))
+		if err != nil || code != 200 || !strings.Contains(body, "service="+service+" ") {
+			t.Errorf("testtaiga %s: %d %q %v, want the %s service", path, code, body, err, service)
+		}
+	}
+	wsEcho(t, a, "wss://testtaiga."+domain+":"+strconv.Itoa(a.TLSPort)+"/events", "events")
+
 	// A broken third minion shows the 503 page; the others keep working.
 	for _, ctr := range d.Containers(t, "testgw3") {
 		if err := d.Client.ContainerKill(t.Context(), ctr.ID, "KILL"); err != nil {
@@ -167,7 +198,7 @@ func TestGatewayServesMinions(t *testing.T) {
 	}
 
 	// The gateway process holds no Docker socket.
-	checkNoDockerSocket(t, gatewayPID(t, bot))
+	checkNoDockerSocket(t, gw)
 }
 
 // gatewayPID finds the gateway process the bot started.
@@ -241,4 +272,79 @@ func checkNoDockerSocket(t *testing.T, pid int) {
 		}
 	}
 	t.Logf("gateway pid %d: %d descriptors, none on the Docker socket", pid, len(fds))
+}
+
+// wsEcho opens a websocket through the gateway and checks the echo and
+// which service answered.
+func wsEcho(t *testing.T, a *acmetest.Env, url, service string) {
+	t.Helper()
+	dialer := websocket.Dialer{
+		TLSClientConfig:  &tls.Config{RootCAs: a.RootPool(t)},
+		HandshakeTimeout: 10 * time.Second,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, port, _ := net.SplitHostPort(addr)
+			return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
+		},
+	}
+	conn, resp, err := dialer.DialContext(t.Context(), url, nil)
+	if err != nil {
+		t.Fatalf("websocket %s: %v", url, err)
+	}
+	defer conn.Close()
+	if got := resp.Header.Get("X-Echo-Service"); got != service {
+		t.Errorf("websocket %s reached %q, want %q", url, got, service)
+	}
+	if err := conn.WriteMessage(websocket.TextMessage, []byte("ping through the gateway")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := conn.ReadMessage()
+	if err != nil || string(msg) != "ping through the gateway" {
+		t.Fatalf("websocket echo: %q, %v", msg, err)
+	}
+}
+
+// upload POSTs size bytes of zeros and returns how many the echo service
+// says arrived.
+func upload(c *http.Client, url string, size int64) (int64, error) {
+	req, err := http.NewRequest(http.MethodPost, url, io.LimitReader(zeros{}, size))
+	if err != nil {
+		return 0, err
+	}
+	req.ContentLength = size
+	client := *c
+	client.Timeout = 5 * time.Minute
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var n int64
+	_, err = fmt.Sscanf(strings.TrimSpace(string(body)), "bytes=%d", &n)
+	return n, err
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// vmKiB reads a Vm* line of /proc/<pid>/status, in KiB.
+func vmKiB(t *testing.T, pid int, field string) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
 }
