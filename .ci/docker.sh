@@ -23,6 +23,7 @@
 #   127.0.0.1:5000/library/mysql:8.0.39        the same MariaDB image, for minions pinning mysql
 #   127.0.0.1:5000/library/mongo:6.0.18        FerretDB v1 (SQLite) + mongodump/mongorestore
 #   127.0.0.1:5000/summoner/echo:1.0           internal/echoserver (gateway tests), $SERVICE on :8080
+#   127.0.0.1:5000/library/nginx:1.27.2-alpine the same program as statik's stand-in, on :80
 # Their build contexts are in .ci/images/<name>/. An image is rebuilt only when
 # missing or when its context changed (label summoner.test.hash). The mongo
 # image's Go programs are built here on the host, once per version, from the
@@ -482,6 +483,9 @@ IMAGES=(
   "$REGISTRY_ADDR/library/mysql:8.0.39|mariadb|"
   "$REGISTRY_ADDR/library/mongo:6.0.18|mongo|FERRETDB=$FERRETDB_VERSION MONGO_TOOLS=$MONGO_TOOLS_VERSION"
   "$REGISTRY_ADDR/summoner/echo:1.0|echo|SRC=$ECHO_SRC"
+  # The catalog's statik minion runs nginx: the echo program stands in, on
+  # port 80, so a real catalog minion runs behind the gateway in the tests.
+  "$REGISTRY_ADDR/library/nginx:1.27.2-alpine|echo|SRC=$ECHO_SRC PORT=80 SERVICE=statik"
 )
 
 images() {

@@ -69,7 +69,7 @@ func TestGatewayServesMinions(t *testing.T) {
 	e, d, dir := minionEnv(t)
 	a := acmetest.Require(t)
 	names := []string{"testgw", "testgw2", "testgw3"}
-	for _, n := range append(names, "testtaiga") {
+	for _, n := range append(names, "testtaiga", "statik") {
 		d.RemoveMinion(t, n)
 		t.Cleanup(func() { d.RemoveMinion(t, n) })
 	}
@@ -117,8 +117,17 @@ func TestGatewayServesMinions(t *testing.T) {
 		t.Fatalf("plain HTTP: %d, Location %q, %v", code, h.Get("Location"), err)
 	}
 
-	// The web port is published on loopback only.
-	for _, ctr := range d.Containers(t, "testgw") {
+	// A catalog web minion (statik, its nginx stood in for by the echo
+	// program) is served too, and publishes its web port on loopback only,
+	// as the test minion does.
+	_, port, _ := strings.Cut(freePort(t), ":")
+	if r := say("summon statik HTTP_PORT="+port, " is up", "wrong", "failed"); !strings.Contains(r, "https://statik."+domain) {
+		t.Fatalf("summon statik: %q", r)
+	}
+	if code, body, _, err := fetch(c, url("statik", "/")); err != nil || code != 200 || !strings.Contains(body, "service=statik") {
+		t.Fatalf("statik over HTTPS: %d %q %v", code, body, err)
+	}
+	for _, ctr := range append(d.Containers(t, "testgw"), d.Containers(t, "statik")...) {
 		info, err := d.Client.ContainerInspect(t.Context(), ctr.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -126,7 +135,7 @@ func TestGatewayServesMinions(t *testing.T) {
 		for port, bindings := range info.HostConfig.PortBindings {
 			for _, b := range bindings {
 				if b.HostIP != "127.0.0.1" {
-					t.Errorf("testgw publishes %s on %q, want 127.0.0.1 only", port, b.HostIP)
+					t.Errorf("%s publishes %s on %q, want 127.0.0.1 only", ctr.Names, port, b.HostIP)
 				}
 			}
 		}
@@ -148,7 +157,7 @@ func TestGatewayServesMinions(t *testing.T) {
 	}
 
 	// Taiga-like paths: /api and /events reach their own services.
-	_, port, _ := strings.Cut(freePort(t), ":")
+	_, port, _ = strings.Cut(freePort(t), ":")
 	if r := say("summon testtaiga HTTP_PORT="+port, " is up", "wrong", "failed"); !strings.Contains(r, " is up") {
 		t.Fatalf("summon testtaiga: %q", r)
 	}
