@@ -1,0 +1,377 @@
+package bootstrap
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/summoner-bot/summoner/internal/atomicfile"
+)
+
+// Service is a long-running Summoner process that bootstrap installs: the
+// gateway, the bot. With systemd it becomes a unit that starts at boot;
+// without it (a container, this CI machine) it is started in the
+// background in its own session, with a pid file, and the user is told how
+// to keep it running.
+type Service struct {
+	StepName  string // "gateway", "bot"
+	StepTitle string
+	Unit      string   // "summoner-gateway": the unit's name and the pid/log file names
+	Args      []string // after the binary: ["--config", "/etc/summoner/config.yml", "gateway"]
+	// Binary is where the summoner binary is installed (/usr/local/bin/
+	// summoner); bootstrap copies itself there, so a unit never points at
+	// a build folder that may go away.
+	Binary   string
+	StateDir string // pid and log files when there is no systemd
+	// Healthy says whether the running service answers, and what it says.
+	Healthy func(ctx context.Context) (bool, string)
+	// Ports must be free before the service starts (a gateway's :80 and
+	// :443); a taken one fails the step at once with a clear line.
+	Ports []string
+	// Wait bounds how long Apply waits for Healthy after starting.
+	Wait time.Duration
+	// Systemd: nil asks the machine (/run/systemd/system exists).
+	Systemd *bool
+	// UnitDir holds unit files (/etc/systemd/system); tests change it.
+	UnitDir string
+	Run     CommandRunner // systemctl; nil runs it for real
+}
+
+// CommandRunner runs a program and returns its combined output.
+type CommandRunner func(ctx context.Context, name string, args ...string) ([]byte, error)
+
+func runCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+}
+
+func (s *Service) Name() string  { return s.StepName }
+func (s *Service) Title() string { return s.StepTitle }
+
+// Timeout covers a binary copy, a start and the wait for health.
+func (s *Service) Timeout() time.Duration { return s.Wait + 2*time.Minute }
+
+func (s *Service) systemd() bool {
+	if s.Systemd != nil {
+		return *s.Systemd
+	}
+	st, err := os.Stat("/run/systemd/system")
+	return err == nil && st.IsDir()
+}
+
+func (s *Service) run() CommandRunner {
+	if s.Run != nil {
+		return s.Run
+	}
+	return runCommand
+}
+
+func (s *Service) pidFile() string { return filepath.Join(s.StateDir, s.Unit+".pid") }
+func (s *Service) logFile() string { return filepath.Join(s.StateDir, s.Unit+".log") }
+func (s *Service) unitFile() string {
+	dir := s.UnitDir
+	if dir == "" {
+		dir = "/etc/systemd/system"
+	}
+	return filepath.Join(dir, s.Unit+".service")
+}
+
+// Done: the binary is installed as it is now, and the service answers.
+func (s *Service) Done(ctx context.Context) (bool, string, error) {
+	if same, _ := s.binaryCurrent(); !same {
+		return false, "", nil
+	}
+	ok, what := s.Healthy(ctx)
+	return ok, what, nil
+}
+
+func (s *Service) Plan(ctx context.Context) string {
+	how := "in the background (no systemd here)"
+	if s.systemd() {
+		how = "as the systemd unit " + s.Unit
+	}
+	return fmt.Sprintf("would install %s and start `summoner %s` %s", s.Binary, strings.Join(s.Args, " "), how)
+}
+
+func (s *Service) Apply(ctx context.Context, say func(string, ...any)) error {
+	changed, err := s.installBinary()
+	if err != nil {
+		return err
+	}
+	if changed {
+		say("installed %s", s.Binary)
+	}
+	// A running service on the old binary is restarted so it runs the new
+	// one; one that answers is otherwise left alone.
+	running, _ := s.Healthy(ctx)
+	if !running {
+		for _, p := range s.Ports {
+			if err := portFree(p); err != nil {
+				return Failf(fmt.Sprintf("stop the program that holds it (`ss -ltnp` names it) or set another address in the config, then run `summoner bootstrap` again"),
+					"%s is taken by another program: %v", describePort(p), err)
+			}
+		}
+	}
+	if s.systemd() {
+		err = s.applySystemd(ctx, say, running && changed)
+	} else {
+		err = s.applyBackground(ctx, say, running && changed)
+	}
+	if err != nil {
+		return err
+	}
+	return s.waitHealthy(ctx, say)
+}
+
+func describePort(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return "port " + port + " (" + addr + ")"
+}
+
+// portFree tries to listen on addr.
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			return op.Err
+		}
+		return err
+	}
+	return ln.Close()
+}
+
+func (s *Service) applySystemd(ctx context.Context, say func(string, ...any), restart bool) error {
+	unit := fmt.Sprintf(`[Unit]
+Description=Summoner %s
+After=network-online.target docker.service
+Wants=network-online.target
+
+[Service]
+ExecStart=%s %s
+Restart=always
+RestartSec=5
+# Secrets are in the config file (mode 0600), never on this command line.
+
+[Install]
+WantedBy=multi-user.target
+`, s.StepName, s.Binary, strings.Join(s.Args, " "))
+	old, _ := os.ReadFile(s.unitFile())
+	if string(old) != unit {
+		if err := atomicfile.Write(s.unitFile(), []byte(unit), 0o644); err != nil {
+			return Failf("check that /etc/systemd/system is writable (run as root)", "cannot write %s: %v", s.unitFile(), err)
+		}
+		say("wrote %s", s.unitFile())
+		restart = true
+	}
+	steps := [][]string{{"daemon-reload"}, {"enable", "--now", s.Unit}}
+	if restart {
+		steps = append(steps, []string{"restart", s.Unit})
+	}
+	for _, args := range steps {
+		if out, err := s.run()(ctx, "systemctl", args...); err != nil {
+			return Failf("see `journalctl -u "+s.Unit+"`", "systemctl %s failed: %v: %s", strings.Join(args, " "), err, lastLines(out, 3))
+		}
+	}
+	say("started the systemd unit %s (it starts again at boot)", s.Unit)
+	return nil
+}
+
+func (s *Service) applyBackground(ctx context.Context, say func(string, ...any), restart bool) error {
+	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
+		return Failf("check the state folder", "cannot create %s: %v", s.StateDir, err)
+	}
+	if pid := s.livePID(); pid > 0 {
+		if !restart {
+			say("%s runs (pid %d) but does not answer yet", s.Unit, pid)
+			return nil
+		}
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		waitGone(ctx, pid, 20*time.Second)
+	}
+	logf, err := os.OpenFile(s.logFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return Failf("check the state folder", "cannot open %s: %v", s.logFile(), err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(s.Binary, s.Args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
+	// Its own session: it outlives this command and our terminal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return Failf("check "+s.Binary, "cannot start %s: %v", s.Binary, err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	if err := atomicfile.Write(s.pidFile(), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return Failf("check the state folder", "cannot write %s: %v", s.pidFile(), err)
+	}
+	say("started `summoner %s` in the background (pid %d, log %s)", s.Args[len(s.Args)-1], pid, s.logFile())
+	say("no systemd here: it runs until the next reboot; start `%s %s` from your init system to keep it running", s.Binary, strings.Join(s.Args, " "))
+	return nil
+}
+
+func (s *Service) waitHealthy(ctx context.Context, say func(string, ...any)) error {
+	deadline := time.Now().Add(s.Wait)
+	for {
+		ok, what := s.Healthy(ctx)
+		if ok {
+			say("%s", what)
+			return nil
+		}
+		if pid := s.livePID(); !s.systemd() && pid == 0 {
+			return Failf("read "+s.logFile(), "%s stopped right after starting: %s", s.Unit, lastLines(readTail(s.logFile()), 2))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return Failf("read "+s.logFile()+" (or `journalctl -u "+s.Unit+"`)", "%s did not answer within %s: %s", s.Unit, s.Wait, what)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// livePID is the background process's pid if it still runs.
+func (s *Service) livePID() int {
+	data, err := os.ReadFile(s.pidFile())
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	// A reused pid is not ours: it must run our binary.
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil || !sameFile(exe, s.Binary) {
+		return 0
+	}
+	return pid
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(strings.TrimSuffix(a, " (deleted)"))
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+func waitGone(ctx context.Context, pid int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop stops the background process or the unit and removes what this
+// step installed (uninstall); the binary and data stay.
+func (s *Service) Stop(ctx context.Context, say func(string, ...any)) error {
+	if s.systemd() {
+		_, _ = s.run()(ctx, "systemctl", "disable", "--now", s.Unit)
+		if err := os.Remove(s.unitFile()); err == nil {
+			say("removed %s", s.unitFile())
+		}
+		_, _ = s.run()(ctx, "systemctl", "daemon-reload")
+		return nil
+	}
+	if pid := s.livePID(); pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		waitGone(ctx, pid, 30*time.Second)
+		say("stopped %s (pid %d)", s.Unit, pid)
+	}
+	_ = os.Remove(s.pidFile())
+	return nil
+}
+
+// binaryCurrent says whether Binary holds the running binary's bytes.
+func (s *Service) binaryCurrent() (bool, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return false, err
+	}
+	if sameFile(self, s.Binary) {
+		return true, nil
+	}
+	a, err := fileSum(self)
+	if err != nil {
+		return false, err
+	}
+	b, err := fileSum(s.Binary)
+	if err != nil {
+		return false, nil
+	}
+	return bytes.Equal(a, b), nil
+}
+
+func fileSum(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
+}
+
+// installBinary copies the running binary to Binary unless it is there.
+func (s *Service) installBinary() (bool, error) {
+	if same, err := s.binaryCurrent(); err != nil {
+		return false, Failf("run the summoner binary itself, not through a wrapper", "cannot read my own binary: %v", err)
+	} else if same {
+		return false, nil
+	}
+	self, _ := os.Executable()
+	data, err := os.ReadFile(self)
+	if err != nil {
+		return false, Failf("check that the binary is readable", "cannot read %s: %v", self, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.Binary), 0o755); err != nil {
+		return false, Failf("run bootstrap as root", "cannot create %s: %v", filepath.Dir(s.Binary), err)
+	}
+	// A new file renamed over the old one: a running process keeps its
+	// own copy, and no one sees a half-written binary.
+	if err := atomicfile.Write(s.Binary, data, 0o755); err != nil {
+		return false, Failf("run bootstrap as root", "cannot install %s: %v", s.Binary, err)
+	}
+	return true, nil
+}
+
+func readTail(path string) []byte {
+	data, _ := os.ReadFile(path)
+	if len(data) > 4096 {
+		data = data[len(data)-4096:]
+	}
+	return data
+}
+
+// lastLines is the last n non-empty lines of out, joined on one line.
+func lastLines(out []byte, n int) string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(lines) == 0 {
+		return "(no output)"
+	}
+	return strings.Join(lines, " / ")
+}

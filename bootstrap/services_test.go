@@ -1,0 +1,83 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A port another program holds fails the step at once with one clear
+// line naming it, before anything starts.
+func TestServiceRefusesATakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	no := false
+	var ran []string
+	s := &Service{StepName: "gateway", Unit: "summoner-gateway", Args: []string{"gateway"}, Binary: filepath.Join(t.TempDir(), "summoner"),
+		StateDir: t.TempDir(), Ports: []string{ln.Addr().String()}, Systemd: &no, Wait: time.Second,
+		Healthy: func(context.Context) (bool, string) { return false, "no answer" },
+		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
+			ran = append(ran, name)
+			return nil, nil
+		}}
+	err = s.Apply(context.Background(), func(string, ...any) {})
+	var se *StepError
+	if !errors.As(err, &se) || !strings.Contains(se.Why, "port") || !strings.Contains(se.Why, "is taken by another program") || se.Next == "" {
+		t.Fatalf("err = %#v, want a StepError naming the port", err)
+	}
+	if len(ran) != 0 || s.livePID() != 0 {
+		t.Errorf("something was started: %v", ran)
+	}
+}
+
+// With systemd, the step installs the binary, writes the unit (no secret
+// on its command line) and enables it; a second Apply with nothing changed
+// does not restart it.
+func TestServiceWithSystemd(t *testing.T) {
+	yes := true
+	dir := t.TempDir()
+	var calls []string
+	healthy := false
+	s := &Service{StepName: "bot", Unit: "summoner", Args: []string{"--config", "/etc/summoner/config.yml", "run"},
+		Binary: filepath.Join(dir, "bin", "summoner"), StateDir: dir, UnitDir: dir, Systemd: &yes, Wait: time.Second,
+		Healthy: func(context.Context) (bool, string) { return healthy, "the bot answers" },
+		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
+			calls = append(calls, name+" "+strings.Join(args, " "))
+			if len(args) > 0 && args[0] == "enable" {
+				healthy = true
+			}
+			return nil, nil
+		}}
+	ctx := context.Background()
+	if done, _, _ := s.Done(ctx); done {
+		t.Fatal("done before anything was installed")
+	}
+	if err := s.Apply(ctx, func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	unit, err := os.ReadFile(filepath.Join(dir, "summoner.service"))
+	if err != nil || !strings.Contains(string(unit), "ExecStart="+s.Binary+" --config /etc/summoner/config.yml run") || !strings.Contains(string(unit), "Restart=always") {
+		t.Fatalf("unit: %s %v", unit, err)
+	}
+	if got := strings.Join(calls, "; "); got != "systemctl daemon-reload; systemctl enable --now summoner; systemctl restart summoner" {
+		t.Errorf("systemctl calls: %s", got)
+	}
+	if done, what, _ := s.Done(ctx); !done || what != "the bot answers" {
+		t.Errorf("Done after Apply = %v %q", done, what)
+	}
+	calls = nil
+	if err := s.Apply(ctx, func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(calls, ";"), "restart") {
+		t.Errorf("an unchanged service was restarted: %v", calls)
+	}
+}
