@@ -150,6 +150,8 @@ func (inv *invocation) exec(ctx context.Context, stdin io.Reader, stdout, stderr
 			return err
 		}
 		return runGateway(ctx, cfg, stderr)
+	case inv.command == "bootstrap":
+		return runBootstrap(ctx, inv, stdout, stderr, env)
 	case inv.command == "shell":
 		cfg, err := loadConfig(inv.configPath, env, config.ForShell)
 		if err != nil {
@@ -182,6 +184,9 @@ Usage:
   summoner [--config FILE] run          start the bot (needs chat.url and chat.token)
   summoner [--config FILE] shell        chat with the bot in this terminal
   summoner [--config FILE] gateway      serve minions over HTTPS (no Docker socket)
+  summoner [--config FILE] bootstrap --domain DOMAIN
+                                        turn this server into Mattermost plus
+                                        Summoner (as root; see bootstrap --help)
   summoner [--config FILE] COMMAND ...  run one chat command and exit
                                         (--yes answers a confirmation up front)
 
