@@ -146,12 +146,11 @@ func (s *DockerStep) Plan(ctx context.Context) string {
 // installed engine starts with it), installs the packages if dockerd is
 // missing, and starts the engine if it does not answer.
 func (s *DockerStep) Apply(ctx context.Context, say func(string, ...any)) error {
-	if !s.canStart() { // Done failed already; in case a caller skips it
-		_, err := s.ping(ctx)
-		return s.unavailable(err)
-	}
 	_, pingErr := s.ping(ctx)
 	running := pingErr == nil
+	if !running && !s.canStart() { // Done said so already
+		return s.unavailable(pingErr)
+	}
 	changed, err := s.writeRotation(say)
 	if err != nil {
 		return err

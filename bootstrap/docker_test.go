@@ -207,6 +207,16 @@ func TestDockerRunningEngineGetsRotationWithoutRestart(t *testing.T) {
 	}
 }
 
+func TestDockerNoneStillMergesRotation(t *testing.T) {
+	e := &fakeEngine{up: true}
+	s := newDockerStep(t, e)
+	s.Packages = DockerNone
+	said, err := apply(t, s)
+	if err != nil || len(e.ran()) != 0 || e.started != 0 || !strings.Contains(said, "merged log rotation") {
+		t.Errorf("err %v, ran %v, %d starts:\n%s", err, e.ran(), e.started, said)
+	}
+}
+
 func TestDockerInstallsAndStartsInTheBackground(t *testing.T) {
 	e := &fakeEngine{installed: []string{"dockerd", "docker"}}
 	s := newDockerStep(t, e)
