@@ -31,6 +31,9 @@ type ConfigFile struct {
 	Values func(ctx context.Context) (map[string]any, error)
 	// Secret keys are not shown in progress lines.
 	Secret map[string]bool
+	// DoneText, when set, is what "already done" says instead of the
+	// count of settings.
+	DoneText string
 }
 
 // keepIfSet marks a default: written only where the file has no value.
@@ -57,6 +60,9 @@ func (c *ConfigFile) Done(ctx context.Context) (bool, string, error) {
 	}
 	if stale := c.stale(doc, want); len(stale) > 0 {
 		return false, "", nil
+	}
+	if c.DoneText != "" {
+		return true, c.DoneText, nil
 	}
 	return true, fmt.Sprintf("%s has the %d settings bootstrap writes", c.Path, len(want)), nil
 }
@@ -117,6 +123,9 @@ func (c *ConfigFile) Apply(ctx context.Context, say func(string, ...any)) error 
 		say("%s is now mode 0600", c.Path)
 	} else {
 		say("wrote %s (mode 0600): %s", c.Path, strings.Join(shown, ", "))
+	}
+	if c.DoneText != "" {
+		say("%s", c.DoneText)
 	}
 	return nil
 }

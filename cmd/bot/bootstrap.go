@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -31,6 +30,8 @@ type bootstrapOptions struct {
 	osRelease  string
 	daemonJSON string
 	dockerdLog string
+	chatPort   string // Mattermost's host port (8065)
+	binary     string // where the binary is installed (/usr/local/bin/summoner)
 
 	cfg        config.Config
 	configPath string
@@ -72,6 +73,9 @@ func parseBootstrapArgs(args []string, env config.Env) (*bootstrapOptions, error
 	fs.StringVar(&o.osRelease, "os-release", bootstrap.DefaultOSRelease, "")
 	fs.StringVar(&o.daemonJSON, "daemon-json", bootstrap.DefaultDaemonJSON, "")
 	fs.StringVar(&o.dockerdLog, "dockerd-log", bootstrap.DefaultDockerdLog, "")
+	fs.StringVar(&o.chatPort, "chat-port", bootstrapChatPort, "")
+	fs.StringVar(&o.binary, "bin", bootstrapBinary, "")
+	stateDir := fs.String("state-dir", "/var/lib/summoner", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, flag.ErrHelp
@@ -99,6 +103,7 @@ func parseBootstrapArgs(args []string, env config.Env) (*bootstrapOptions, error
 	if h, ok := env("DOCKER_HOST"); ok {
 		o.dockerHost = h
 	}
+	o.stateDir = *stateDir
 	return o, nil
 }
 
@@ -128,7 +133,6 @@ func runBootstrap(ctx context.Context, inv *invocation, stdout, stderr io.Writer
 	if o.domain == "" && len(o.only) == 0 {
 		return &usageError{msg: "bootstrap needs --domain, the server's domain (the chat will be at https://chat.DOMAIN)"}
 	}
-	o.stateDir = filepath.Join("/var/lib", "summoner")
 	if o.uninstall {
 		return errors.New("bootstrap --uninstall is not available yet")
 	}
@@ -173,7 +177,7 @@ func bootstrapSteps(o bootstrapOptions) []bootstrap.Step {
 			{Path: o.cfg.Docker.StateDir, Mode: 0o700, What: "minion secrets (docker.state_dir)"},
 		}, func(d bootstrap.Dir) bool { return d.Path == "" })},
 	}
-	// ---- The lead appends the next steps here, in this order: gateway,
-	// mattermost, accounts, config, bot, backups. ----
-	return steps
+	// Then the mission: config, gateway, mattermost, accounts, chat, bot,
+	// backups (bootstrap_steps.go).
+	return append(steps, newMission(o).steps()...)
 }

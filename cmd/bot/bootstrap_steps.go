@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/summoner-bot/summoner/bootstrap"
+	"github.com/summoner-bot/summoner/config"
+	"github.com/summoner-bot/summoner/gateway"
+	"github.com/summoner-bot/summoner/minions"
+)
+
+// Defaults of what bootstrap sets up.
+const (
+	bootstrapTeam       = "team"
+	bootstrapOps        = "ops"
+	bootstrapChatPort   = "8065"
+	bootstrapChatSub    = "chat"
+	bootstrapBotName    = "summoner"
+	bootstrapBinary     = "/usr/local/bin/summoner"
+	bootstrapBackupsDir = "/var/backups/summoner"
+)
+
+// mission is what bootstrap brings up after the machine is ready: the
+// config file, the gateway, Mattermost, its accounts, the bot and the
+// backups. Steps hand results forward through it (the bot's token from
+// the accounts step to the chat step).
+type mission struct {
+	o    bootstrapOptions
+	cfg  config.Config // the effective config: the file, the environment and the flags
+	path string        // the config file bootstrap writes
+	log  *slog.Logger
+
+	gw       *gatewayLink
+	accounts accountsStep
+}
+
+// accountsStep is the accounts step as the chat step reads it.
+type accountsStep interface {
+	bootstrap.Step
+	Result() (accountsResult, error)
+}
+
+// accountsResult is what the accounts step made.
+type accountsResult struct {
+	BotToken, SlashToken, AdminUsername string
+}
+
+// newMission works out the effective config from the loaded one and the
+// flags.
+func newMission(o bootstrapOptions) *mission {
+	cfg := o.cfg
+	cfg.Summoner.Domain = o.domain
+	if o.registryMirror != "" {
+		cfg.Docker.RegistryMirror = o.registryMirror
+	}
+	// The gateway runs as its own service, started by bootstrap before
+	// Mattermost (which is reached through it); the bot only talks to it.
+	cfg.Gateway.Enabled, cfg.Gateway.External = true, true
+	if o.email != "" {
+		cfg.Gateway.Email = o.email
+	}
+	if cfg.Gateway.Hosts == nil {
+		cfg.Gateway.Hosts = map[string]config.GatewayHost{}
+	}
+	if h := cfg.Gateway.Hosts["mattermost"]; h.Subdomain == "" {
+		h.Subdomain = bootstrapChatSub
+		cfg.Gateway.Hosts["mattermost"] = h
+	}
+	if cfg.Chat.Team == "" {
+		cfg.Chat.Team = bootstrapTeam
+	}
+	if cfg.Chat.OpsChannel == "" {
+		cfg.Chat.OpsChannel = bootstrapOps
+	}
+	if cfg.HTTP.Listen == "" {
+		cfg.HTTP.Listen = config.Defaults().HTTP.Listen
+	}
+	path := o.configPath
+	if path == "" {
+		path = config.DefaultPath()
+	}
+	return &mission{o: o, cfg: cfg, path: path, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func (m *mission) chatHost() string {
+	return m.cfg.Gateway.Hosts["mattermost"].Subdomain + "." + m.cfg.Summoner.Domain
+}
+
+func (m *mission) chatPort() string {
+	if m.o.chatPort != "" {
+		return m.o.chatPort
+	}
+	return bootstrapChatPort
+}
+
+func (m *mission) binary() string {
+	if m.o.binary != "" {
+		return m.o.binary
+	}
+	return bootstrapBinary
+}
+
+func (m *mission) callbackURL() string {
+	host, port, _ := net.SplitHostPort(m.cfg.HTTP.Listen)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// steps are the mission's steps, in order.
+func (m *mission) steps() []bootstrap.Step {
+	g := m.cfg.Gateway
+	base := &bootstrap.ConfigFile{StepName: "config", StepTitle: "Write the config file", Path: m.path,
+		Values: func(context.Context) (map[string]any, error) {
+			v := map[string]any{
+				"summoner.domain": m.cfg.Summoner.Domain, "summoner.vsroot": m.cfg.Summoner.VSRoot, "summoner.dbsroot": m.cfg.Summoner.DBSRoot,
+				"docker.state_dir": m.cfg.Docker.StateDir, "chat.state_file": m.cfg.Chat.StateFile, "http.listen": m.cfg.HTTP.Listen,
+				"gateway.enabled": true, "gateway.external": true,
+				"gateway.http_listen": g.HTTPListen, "gateway.https_listen": g.HTTPSListen,
+				"gateway.storage_dir": g.StorageDir, "gateway.acme_ca": g.ACMECA,
+				"gateway.hosts.mattermost.subdomain": g.Hosts["mattermost"].Subdomain,
+			}
+			for key, val := range map[string]string{"docker.registry_mirror": m.cfg.Docker.RegistryMirror, "gateway.email": g.Email,
+				"gateway.acme_ca_root": g.ACMECARoot, "gateway.admin_socket": g.AdminSocket} {
+				if val != "" {
+					v[key] = val
+				}
+			}
+			return v, nil
+		}}
+	gatewayStep := &bootstrap.Service{
+		StepName: "gateway", StepTitle: "Start the gateway (HTTPS for every minion)",
+		Unit: "summoner-gateway", Args: []string{"--config", m.path, "gateway"},
+		Binary: m.binary(), StateDir: m.o.stateDir, Wait: time.Minute,
+		Ports: []string{g.HTTPListen, g.HTTPSListen},
+		Healthy: func(ctx context.Context) (bool, string) {
+			c := gateway.NewClient(gatewaySocket(m.cfg))
+			if err := c.Health(ctx); err != nil {
+				return false, "the gateway does not answer on " + gatewaySocket(m.cfg)
+			}
+			return true, fmt.Sprintf("the gateway answers (HTTPS on %s, HTTP on %s)", g.HTTPSListen, g.HTTPListen)
+		},
+	}
+	m.gw = newGatewayLink(m.cfg, m.log)
+	mm := &bootstrap.Mattermost{Port: m.chatPort(), Host: m.chatHost(), Gateway: m.gw, Wait: 5 * time.Minute,
+		Engine: lazySummoner(func() (bootstrap.MinionSummoner, error) {
+			// Made when the step runs: Docker may not have been up when
+			// the list of steps was built.
+			e, _, err := newEngine(m.cfg, m.gw, m.log)
+			return e, err
+		})}
+	m.accounts = newAccountsStep(m, mm.URL())
+	chat := &bootstrap.ConfigFile{StepName: "chat", StepTitle: "Connect the bot to Mattermost in the config file", Path: m.path,
+		Secret: map[string]bool{"chat.token": true, "chat.slash_token": true},
+		Values: func(ctx context.Context) (map[string]any, error) {
+			res, err := m.accounts.Result()
+			if err != nil {
+				return nil, err
+			}
+			admins := slices.Clone(m.cfg.Permissions.Admins)
+			if !slices.Contains(admins, res.AdminUsername) {
+				admins = append(admins, res.AdminUsername)
+			}
+			return map[string]any{
+				"chat.url": mm.URL(), "chat.token": res.BotToken, "chat.team": m.cfg.Chat.Team,
+				"chat.ops_channel": m.cfg.Chat.OpsChannel, "chat.callback_url": m.callbackURL(),
+				"chat.slash_token": res.SlashToken, "permissions.admins": admins,
+			}, nil
+		}}
+	bot := &bootstrap.Service{
+		StepName: "bot", StepTitle: "Start the bot",
+		Unit: "summoner", Args: []string{"--config", m.path, "run"},
+		Binary: m.binary(), StateDir: m.o.stateDir, Wait: time.Minute,
+		Ports:   []string{m.cfg.HTTP.Listen},
+		Healthy: func(ctx context.Context) (bool, string) { return botHealthy(ctx, m.cfg.HTTP.Listen) },
+	}
+	backups := &bootstrap.ConfigFile{StepName: "backups", StepTitle: "Turn on the nightly backups", Path: m.path,
+		DoneText: "backups go to " + bootstrapBackupsDir + " (dumps nightly, cold backups weekly); for a second server, add an sftp destination under backups.destinations (see config.example.yml)",
+		Values: func(context.Context) (map[string]any, error) {
+			return map[string]any{"backups.destinations": bootstrap.KeepIfSet([]map[string]any{
+				{"name": "local", "local": map[string]any{"path": bootstrapBackupsDir}}})}, nil
+		}}
+	steps := []bootstrap.Step{base, gatewayStep, mm}
+	if m.accounts != nil {
+		steps = append(steps, m.accounts, chat)
+	}
+	return append(steps, bot, backups)
+}
+
+// botHealthy reads the bot's /healthz: it answers and Mattermost is
+// connected.
+func botHealthy(ctx context.Context, listen string) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+listen+"/healthz", nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+	if err != nil {
+		return false, "the bot does not answer on " + listen
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Sprintf("the bot answers but is not connected to Mattermost yet (%v)", body["chat"])
+	}
+	return true, fmt.Sprintf("the bot %v is online and connected to Mattermost", body["version"])
+}
+
+// lazySummoner builds the engine on first use.
+type lazySummoner func() (bootstrap.MinionSummoner, error)
+
+func (f lazySummoner) Summon(ctx context.Context, name, version string, settings map[string]string, progress minions.Progress) (*minions.Result, error) {
+	s, err := f()
+	if err != nil {
+		return nil, err
+	}
+	return s.Summon(ctx, name, version, settings, progress)
+}
+
+// newAccountsStep makes the accounts step (bootstrap.Accounts).
+func newAccountsStep(m *mission, url string) accountsStep {
+	return nil // wired once the accounts step lands
+}
