@@ -3,7 +3,8 @@
 # 127.0.0.1:5000 and the test images pushed to it (Docker Hub is not reachable
 # from CI, so every image is built here, once, and reused by tag).
 #
-#   bash .ci/docker.sh start      # installs docker.io if needed, runs dockerd
+#   bash .ci/docker.sh start      # `summoner bootstrap --only docker`: installs
+#                                 # docker.io if needed, runs dockerd
 #   bash .ci/docker.sh registry   # builds and runs distribution v3 on 127.0.0.1:5000
 #   bash .ci/docker.sh images     # builds missing/stale test images, pushes them
 #   bash .ci/docker.sh mongo-bins # builds the mongo image's Go programs only (no Docker)
@@ -43,7 +44,6 @@ ENV_FILE=$STATE/docker.env
 
 DOCKERD_PID=$STATE/dockerd.pid
 DOCKERD_LOG=$STATE/dockerd.log
-DOCKER_START_TIMEOUT=60
 DOCKER_STOP_TIMEOUT=60
 
 REGISTRY_VERSION=v3.1.2
@@ -127,53 +127,25 @@ apt_install() {
 
 docker_up() { docker info >/dev/null 2>&1; }
 
+# docker_start goes through Summoner's own bootstrap step, so every fresh
+# machine runs the real install path: it installs docker.io if dockerd is
+# missing, merges log rotation into /etc/docker/daemon.json (never restarting
+# a running engine), starts dockerd in the background (no systemd here; its
+# log is $DOCKERD_LOG), cleaning stale pid files first, and waits for the
+# socket; on a machine where Docker is up it says "already done".
+BOOTSTRAP_BIN=$CACHE/summoner-bootstrap
 docker_start() {
-  if ! command -v dockerd >/dev/null; then
-    apt_install docker.io
-    command -v dockerd >/dev/null || die "dockerd still missing after installing docker.io"
-  fi
+  need_go
+  mkdir -p "$CACHE" "$STATE"
+  (cd "$SCRIPT_DIR/.." && go build -o "$BOOTSTRAP_BIN.$$" ./cmd/bot) >&2 || die "building summoner failed"
+  mv "$BOOTSTRAP_BIN.$$" "$BOOTSTRAP_BIN"
+  # No inherited lock (fd 9): a dockerd started from there must not hold it.
+  "$BOOTSTRAP_BIN" bootstrap --only docker --dockerd-log "$DOCKERD_LOG" </dev/null >&2 9>&- ||
+    die "summoner bootstrap --only docker failed (the lines above say why)"
   command -v docker >/dev/null || die "no docker client on PATH"
-  if docker_up; then
-    log "docker already running"
-    return 0
-  fi
-  local pid t0=$SECONDS
-  if pid=$(pid_of "$DOCKERD_PID" dockerd) || pid=$(pid_of /var/run/docker.pid dockerd); then
-    log "dockerd (pid $pid) runs but does not answer yet: waiting"
-  else
-    # Leftovers of a dockerd that died: dockerd refuses to start while its
-    # pid file names any live process (pids get reused), and would wait for a
-    # "still running" containerd that is not one. A live containerd it left
-    # behind is reused; the socket is recreated.
-    local f
-    for f in /var/run/docker.pid:dockerd /var/run/docker/containerd/containerd.pid:containerd; do
-      if [ -f "${f%:*}" ] && ! pid_of "${f%:*}" "${f#*:}" >/dev/null; then
-        log "removing stale ${f%:*}"
-        rm -f "${f%:*}"
-      fi
-    done
-    log "starting dockerd (log: $DOCKERD_LOG)"
-    # Its own session and no inherited fds (not even our lock), so callers
-    # that capture our output do not wait for it.
-    setsid dockerd </dev/null >>"$DOCKERD_LOG" 2>&1 9>&- &
-    pid=$!
-    echo "$pid" >"$DOCKERD_PID"
-  fi
-  local deadline=$((SECONDS + DOCKER_START_TIMEOUT))
-  until docker_up; do
-    if ! alive "$pid"; then
-      tail -n 30 "$DOCKERD_LOG" >&2 || true
-      die "dockerd exited during startup"
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      tail -n 30 "$DOCKERD_LOG" >&2 || true
-      die "docker info did not answer within ${DOCKER_START_TIMEOUT}s"
-    fi
-    sleep 0.5
-  done
-  # dockerd's own pid file is the truth (setsid may have forked).
+  # dockerd's own pid file is the truth; docker_stop reads ours first.
+  local pid
   if pid=$(pid_of /var/run/docker.pid dockerd); then echo "$pid" >"$DOCKERD_PID"; fi
-  log "docker up (pid $pid, engine $(docker version -f '{{.Server.Version}}, API {{.Server.APIVersion}}' 2>/dev/null)) in $((SECONDS - t0))s"
 }
 
 docker_stop() {
