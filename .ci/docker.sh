@@ -20,11 +20,16 @@
 #   127.0.0.1:5000/summoner/testapp:1.2        exits 1 at once too (a bad update in semver)
 #   127.0.0.1:5000/summoner/testapp:1.3-migrates  migrates testmin's database, then exits 1
 #   127.0.0.1:5000/library/postgres:15.10      Debian's PostgreSQL 15, official-like entrypoint
+#   127.0.0.1:5000/library/postgres:15.8       the same image, under the mattermost catalog's tag
 #   127.0.0.1:5000/library/mariadb:10.11.9     Debian's MariaDB 10.11, official-like entrypoint
 #   127.0.0.1:5000/library/mysql:8.0.39        the same MariaDB image, for minions pinning mysql
 #   127.0.0.1:5000/library/mongo:6.0.18        FerretDB v1 (SQLite) + mongodump/mongorestore
 #   127.0.0.1:5000/summoner/echo:1.0           internal/echoserver (gateway tests), $SERVICE on :8080
 #   127.0.0.1:5000/library/nginx:1.27.2-alpine the same program as statik's stand-in, on :80
+#   127.0.0.1:5000/mattermost/mattermost-team-edition:9.11.2
+#                                              the Mattermost v6.7.2 server services.sh runs
+#                                              (.ci/build-mattermost.sh), laid out like the
+#                                              official image (uid 2000, ping healthcheck)
 # Their build contexts are in .ci/images/<name>/. An image is rebuilt only when
 # missing or when its context changed (label summoner.test.hash). The mongo
 # image's Go programs are built here on the host, once per version, from the
@@ -403,6 +408,23 @@ build_context() {
     cp "$bin" "$dir/bin/summoner-echo"
     echo "$dir"
     ;;
+  mattermost)
+    # The server binary and the folders it reads, from the build that
+    # services.sh runs on the host (once per version, in $CACHE): Mattermost
+    # is not built twice.
+    local dir=$STATE/build-context/mattermost home f
+    need_go
+    home=$(bash "$SCRIPT_DIR/build-mattermost.sh") || die "building the Mattermost server failed"
+    [ -x "$home/bin/mattermost" ] || die "build-mattermost.sh gave no binary in $home"
+    rm -rf "$dir"
+    mkdir -p "$dir/bin"
+    for f in Dockerfile entrypoint.sh root.html; do cp "$IMAGES_DIR/mattermost/$f" "$dir/"; done
+    # Hard links when the cache is on the same file system (86 MB binary).
+    cp -l "$home/bin/mattermost" "$dir/bin/" 2>/dev/null || cp "$home/bin/mattermost" "$dir/bin/"
+    cp -r "$home/i18n" "$home/templates" "$home/fonts" "$dir/"
+    chmod 0755 "$dir/entrypoint.sh" "$dir/bin/mattermost"
+    echo "$dir"
+    ;;
   *) echo "$IMAGES_DIR/$1" ;;
   esac
 }
@@ -443,6 +465,9 @@ push_image() {
 # The echo image's program comes from this module: its source is part of
 # the image's hash.
 ECHO_SRC=$(context_hash "$SCRIPT_DIR/../internal/echoserver")
+# The Mattermost image's server: .ci/build-mattermost.sh builds this version
+# once per machine, so the version names the binary.
+MM_VERSION=$(sed -n 's/^MM_VERSION=//p' "$SCRIPT_DIR/build-mattermost.sh")
 IMAGES=(
   # name                                     context   build args
   "$REGISTRY_ADDR/summoner/testapp:1.0|testapp|VERSION=1.0"
@@ -458,6 +483,11 @@ IMAGES=(
   # The catalog's statik minion runs nginx: the echo program stands in, on
   # port 80, so a real catalog minion runs behind the gateway in the tests.
   "$REGISTRY_ADDR/library/nginx:1.27.2-alpine|echo|SRC=$ECHO_SRC PORT=80 SERVICE=statik"
+  # The catalog's mattermost minion: the v6.7.2 server built from the module
+  # proxy under the official name and the pinned tag, and its PostgreSQL
+  # (same context as 15.10: the legacy builder's cache makes it a second tag).
+  "$REGISTRY_ADDR/library/postgres:15.8|postgres|"
+  "$REGISTRY_ADDR/mattermost/mattermost-team-edition:9.11.2|mattermost|MM=$MM_VERSION"
 )
 
 images() {
