@@ -17,9 +17,9 @@ type MinionSummoner interface {
 }
 
 // HostServer says whether the gateway serves a host with a valid
-// certificate.
+// certificate, asking it now.
 type HostServer interface {
-	Serves(host string) bool
+	ServesNow(ctx context.Context, host string) bool
 }
 
 // Mattermost summons the catalog's mattermost minion (with its PostgreSQL)
@@ -49,7 +49,7 @@ func (m *Mattermost) Done(ctx context.Context) (bool, string, error) {
 	if err := m.ping(ctx); err != nil {
 		return false, "", nil
 	}
-	if m.Gateway != nil && !m.Gateway.Serves(m.Host) {
+	if m.Gateway != nil && !m.Gateway.ServesNow(ctx, m.Host) {
 		return false, "", nil
 	}
 	return true, m.where(), nil
@@ -81,7 +81,7 @@ func (m *Mattermost) Apply(ctx context.Context, say func(string, ...any)) error 
 	deadline := time.Now().Add(m.Wait)
 	for {
 		err := m.ping(ctx)
-		served := m.Gateway == nil || m.Gateway.Serves(m.Host)
+		served := m.Gateway == nil || m.Gateway.ServesNow(ctx, m.Host)
 		if err == nil && served {
 			say("%s", m.where())
 			return nil

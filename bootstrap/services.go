@@ -37,8 +37,9 @@ type Service struct {
 	// Healthy says whether the running service answers, and what it says.
 	Healthy func(ctx context.Context) (bool, string)
 	// Ports must be free before the service starts (a gateway's :80 and
-	// :443); a taken one fails the step at once with a clear line.
-	Ports []string
+	// :443); a taken one fails the step at once with a clear line. A
+	// function: an address may be known only once earlier steps ran.
+	Ports func() []string
 	// Wait bounds how long Apply waits for Healthy after starting.
 	Wait time.Duration
 	// Systemd: nil asks the machine (/run/systemd/system exists).
@@ -115,7 +116,11 @@ func (s *Service) Apply(ctx context.Context, say func(string, ...any)) error {
 	// one; one that answers is otherwise left alone.
 	running, _ := s.Healthy(ctx)
 	if !running {
-		for _, p := range s.Ports {
+		var ports []string
+		if s.Ports != nil {
+			ports = s.Ports()
+		}
+		for _, p := range ports {
 			if err := portFree(p); err != nil {
 				return Failf(fmt.Sprintf("stop the program that holds it (`ss -ltnp` names it) or set another address in the config, then run `summoner bootstrap` again"),
 					"%s is taken by another program: %v", describePort(p), err)

@@ -22,7 +22,7 @@ func TestServiceRefusesATakenPort(t *testing.T) {
 	no := false
 	var ran []string
 	s := &Service{StepName: "gateway", Unit: "summoner-gateway", Args: []string{"gateway"}, Binary: filepath.Join(t.TempDir(), "summoner"),
-		StateDir: t.TempDir(), Ports: []string{ln.Addr().String()}, Systemd: &no, Wait: time.Second,
+		StateDir: t.TempDir(), Ports: func() []string { return []string{ln.Addr().String()} }, Systemd: &no, Wait: time.Second,
 		Healthy: func(context.Context) (bool, string) { return false, "no answer" },
 		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
 			ran = append(ran, name)

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -31,6 +33,7 @@ type bootstrapOptions struct {
 	daemonJSON string
 	dockerdLog string
 	chatPort   string // Mattermost's host port (8065)
+	botPort    string // the bot's http.listen port (8079)
 	binary     string // where the binary is installed (/usr/local/bin/summoner)
 
 	cfg        config.Config
@@ -74,6 +77,7 @@ func parseBootstrapArgs(args []string, env config.Env) (*bootstrapOptions, error
 	fs.StringVar(&o.daemonJSON, "daemon-json", bootstrap.DefaultDaemonJSON, "")
 	fs.StringVar(&o.dockerdLog, "dockerd-log", bootstrap.DefaultDockerdLog, "")
 	fs.StringVar(&o.chatPort, "chat-port", bootstrapChatPort, "")
+	fs.StringVar(&o.botPort, "bot-port", "", "")
 	fs.StringVar(&o.binary, "bin", bootstrapBinary, "")
 	stateDir := fs.String("state-dir", "/var/lib/summoner", "")
 	if err := fs.Parse(args); err != nil {
@@ -119,7 +123,14 @@ func runBootstrap(ctx context.Context, inv *invocation, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(inv.configPath, env, config.ForShell)
+	// The file bootstrap writes may not exist yet: then the defaults and
+	// the environment are the start.
+	var cfg config.Config
+	if _, serr := os.Stat(inv.configPath); inv.configPath != "" && errors.Is(serr, fs.ErrNotExist) {
+		cfg, err = config.Load("", env, config.ForShell)
+	} else {
+		cfg, err = loadConfig(inv.configPath, env, config.ForShell)
+	}
 	if err != nil {
 		return err
 	}

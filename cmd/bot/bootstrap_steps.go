@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
 	"github.com/summoner-bot/summoner/bootstrap"
 	"github.com/summoner-bot/summoner/config"
 	"github.com/summoner-bot/summoner/gateway"
@@ -108,12 +111,43 @@ func (m *mission) binary() string {
 	return bootstrapBinary
 }
 
-func (m *mission) callbackURL() string {
-	host, port, _ := net.SplitHostPort(m.cfg.HTTP.Listen)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
+// botListen is the bot's http.listen: the gateway address of the
+// Mattermost minion's Docker network, so Mattermost (in its container)
+// reaches the slash command and the buttons, while nothing outside this
+// server does. Known once the Mattermost step made that network.
+func (m *mission) botListen(ctx context.Context) (string, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if m.cfg.Docker.Host != "" {
+		opts = append(opts, client.WithHost(m.cfg.Docker.Host))
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	dc, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return "", err
+	}
+	defer dc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	nw, err := dc.NetworkInspect(ctx, "mattermost_default", network.InspectOptions{})
+	if err != nil {
+		return "", bootstrap.Failf("run `summoner bootstrap` again: the mattermost step makes it", "no Docker network of the mattermost minion yet: %v", err)
+	}
+	for _, c := range nw.IPAM.Config {
+		if ip := net.ParseIP(c.Gateway); ip != nil && ip.To4() != nil {
+			return net.JoinHostPort(c.Gateway, m.botPort()), nil
+		}
+	}
+	return "", bootstrap.Failf("check `docker network inspect mattermost_default`", "the mattermost minion's network has no IPv4 gateway address")
+}
+
+func (m *mission) botPort() string {
+	if m.o.botPort != "" {
+		return m.o.botPort
+	}
+	_, port, err := net.SplitHostPort(config.Defaults().HTTP.Listen)
+	if err != nil {
+		return "8079"
+	}
+	return port
 }
 
 // steps are the mission's steps, in order.
@@ -123,7 +157,7 @@ func (m *mission) steps() []bootstrap.Step {
 		Values: func(context.Context) (map[string]any, error) {
 			v := map[string]any{
 				"summoner.domain": m.cfg.Summoner.Domain, "summoner.vsroot": m.cfg.Summoner.VSRoot, "summoner.dbsroot": m.cfg.Summoner.DBSRoot,
-				"docker.state_dir": m.cfg.Docker.StateDir, "chat.state_file": m.cfg.Chat.StateFile, "http.listen": m.cfg.HTTP.Listen,
+				"docker.state_dir": m.cfg.Docker.StateDir, "chat.state_file": m.cfg.Chat.StateFile,
 				"gateway.enabled": true, "gateway.external": true,
 				"gateway.http_listen": g.HTTPListen, "gateway.https_listen": g.HTTPSListen,
 				"gateway.storage_dir": g.StorageDir, "gateway.acme_ca": g.ACMECA,
@@ -141,7 +175,7 @@ func (m *mission) steps() []bootstrap.Step {
 		StepName: "gateway", StepTitle: "Start the gateway (HTTPS for every minion)",
 		Unit: "summoner-gateway", Args: []string{"--config", m.path, "gateway"},
 		Binary: m.binary(), StateDir: m.o.stateDir, Wait: time.Minute,
-		Ports: []string{g.HTTPListen, g.HTTPSListen},
+		Ports: func() []string { return []string{g.HTTPListen, g.HTTPSListen} },
 		Healthy: func(ctx context.Context) (bool, string) {
 			c := gateway.NewClient(gatewaySocket(m.cfg))
 			if err := c.Health(ctx); err != nil {
@@ -151,7 +185,7 @@ func (m *mission) steps() []bootstrap.Step {
 		},
 	}
 	m.gw = newGatewayLink(m.cfg, m.log)
-	mm := &bootstrap.Mattermost{Port: m.chatPort(), Host: m.chatHost(), Gateway: m.gw, Wait: 5 * time.Minute,
+	mm := &bootstrap.Mattermost{Port: m.chatPort(), Host: m.chatHost(), Gateway: gatewayAsks{gateway.NewClient(gatewaySocket(m.cfg))}, Wait: 5 * time.Minute,
 		Engine: lazySummoner(func() (bootstrap.MinionSummoner, error) {
 			// Made when the step runs: Docker may not have been up when
 			// the list of steps was built.
@@ -170,18 +204,34 @@ func (m *mission) steps() []bootstrap.Step {
 			if !slices.Contains(admins, res.AdminUsername) {
 				admins = append(admins, res.AdminUsername)
 			}
+			listen, err := m.botListen(ctx)
+			if err != nil {
+				return nil, err
+			}
 			return map[string]any{
 				"chat.url": mm.URL(), "chat.token": res.BotToken, "chat.team": m.cfg.Chat.Team,
-				"chat.ops_channel": m.cfg.Chat.OpsChannel, "chat.callback_url": m.callbackURL(),
-				"chat.slash_token": res.SlashToken, "permissions.admins": admins,
+				"chat.ops_channel": m.cfg.Chat.OpsChannel, "chat.callback_url": "http://" + listen,
+				"chat.slash_token": res.SlashToken, "permissions.admins": admins, "http.listen": listen,
 			}, nil
 		}}
 	bot := &bootstrap.Service{
 		StepName: "bot", StepTitle: "Start the bot",
 		Unit: "summoner", Args: []string{"--config", m.path, "run"},
 		Binary: m.binary(), StateDir: m.o.stateDir, Wait: time.Minute,
-		Ports:   []string{m.cfg.HTTP.Listen},
-		Healthy: func(ctx context.Context) (bool, string) { return botHealthy(ctx, m.cfg.HTTP.Listen) },
+		Ports: func() []string {
+			listen, err := m.botListen(context.Background())
+			if err != nil {
+				return nil
+			}
+			return []string{listen}
+		},
+		Healthy: func(ctx context.Context) (bool, string) {
+			listen, err := m.botListen(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			return botHealthy(ctx, listen)
+		},
 	}
 	backups := &bootstrap.ConfigFile{StepName: "backups", StepTitle: "Turn on the nightly backups", Path: m.path,
 		DoneText: "backups go to " + bootstrapBackupsDir + " (dumps nightly, cold backups weekly); for a second server, add an sftp destination under backups.destinations (see config.example.yml)",
@@ -213,7 +263,7 @@ func botHealthy(ctx context.Context, listen string) (bool, string) {
 	if resp.StatusCode != http.StatusOK {
 		return false, fmt.Sprintf("the bot answers but is not connected to Mattermost yet (%v)", body["chat"])
 	}
-	return true, fmt.Sprintf("the bot %v is online and connected to Mattermost", body["version"])
+	return true, fmt.Sprintf("the bot (Summoner %v) is online on %s and connected to Mattermost", body["version"], listen)
 }
 
 // lazySummoner builds the engine on first use.
@@ -227,7 +277,65 @@ func (f lazySummoner) Summon(ctx context.Context, name, version string, settings
 	return s.Summon(ctx, name, version, settings, progress)
 }
 
-// newAccountsStep makes the accounts step (bootstrap.Accounts).
+// newAccountsStep makes the accounts step.
 func newAccountsStep(m *mission, url string) accountsStep {
-	return nil // wired once the accounts step lands
+	a := &bootstrap.Accounts{
+		URL: url, Team: m.cfg.Chat.Team, OpsChannel: m.cfg.Chat.OpsChannel, BotUsername: bootstrapBotName,
+		AdminEmail: m.o.email, StatePath: filepath.Join(m.o.stateDir, "accounts.json"),
+	}
+	return accountsAdapter{a, m}
+}
+
+// accountsAdapter gives the accounts step its callback URL once the bot's
+// address is known, and the chat step what it needs of the accounts.
+type accountsAdapter struct {
+	*bootstrap.Accounts
+	m *mission
+}
+
+func (a accountsAdapter) callback(ctx context.Context) error {
+	listen, err := a.m.botListen(ctx)
+	if err != nil {
+		return err
+	}
+	a.Accounts.CallbackURL = "http://" + listen + "/mattermost/slash"
+	return nil
+}
+
+func (a accountsAdapter) Done(ctx context.Context) (bool, string, error) {
+	if a.callback(ctx) != nil {
+		return false, "", nil
+	}
+	return a.Accounts.Done(ctx)
+}
+
+func (a accountsAdapter) Apply(ctx context.Context, say func(string, ...any)) error {
+	if err := a.callback(ctx); err != nil {
+		return err
+	}
+	return a.Accounts.Apply(ctx, say)
+}
+
+func (a accountsAdapter) Result() (accountsResult, error) {
+	r, err := a.Accounts.Result()
+	return accountsResult{BotToken: r.BotToken, SlashToken: r.SlashToken, AdminUsername: r.AdminUsername}, err
+}
+
+// gatewayAsks asks the gateway itself whether it serves a host: a route
+// that is up and a valid certificate.
+type gatewayAsks struct{ c *gateway.Client }
+
+func (g gatewayAsks) ServesNow(ctx context.Context, host string) bool {
+	routes, err := g.c.Routes(ctx)
+	if err != nil {
+		return false
+	}
+	up := slices.ContainsFunc(routes, func(r gateway.Route) bool { return r.Host == host && r.State == gateway.StateUp })
+	certs, err := g.c.Certs(ctx)
+	if err != nil {
+		return false
+	}
+	return up && slices.ContainsFunc(certs, func(c gateway.CertStatus) bool {
+		return c.Host == host && c.Status == gateway.CertValid && time.Now().Before(c.NotAfter)
+	})
 }
