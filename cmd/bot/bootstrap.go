@@ -114,7 +114,7 @@ func parseBootstrapArgs(args []string, env config.Env) (*bootstrapOptions, error
 var domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // runBootstrap is `summoner bootstrap`.
-func runBootstrap(ctx context.Context, inv *invocation, stdout, stderr io.Writer, env config.Env) error {
+func runBootstrap(ctx context.Context, inv *invocation, stdin io.Reader, stdout, stderr io.Writer, env config.Env) error {
 	o, err := parseBootstrapArgs(inv.args, env)
 	if errors.Is(err, flag.ErrHelp) {
 		_, err := io.WriteString(stdout, bootstrapUsage)
@@ -145,7 +145,7 @@ func runBootstrap(ctx context.Context, inv *invocation, stdout, stderr io.Writer
 		return &usageError{msg: "bootstrap needs --domain, the server's domain (the chat will be at https://chat.DOMAIN)"}
 	}
 	if o.uninstall {
-		return errors.New("bootstrap --uninstall is not available yet")
+		return newMission(*o).uninstall(ctx, stdin, stdout, o.yes || o.dryRun)
 	}
 	steps := bootstrapSteps(*o)
 	if len(o.only) > 0 {

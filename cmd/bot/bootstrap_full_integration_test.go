@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -257,21 +256,33 @@ func TestBootstrap(t *testing.T) {
 	if admins != 1 || bots != 1 {
 		t.Errorf("%d admins and %d bots after three runs, want one each", admins, bots)
 	}
-}
 
-// TestBootstrapPortTaken: port 443 held by another program fails at the
-// gateway step, with one clear line and a non-zero exit.
-func TestBootstrapPortTaken(t *testing.T) {
-	dockertest.Require(t)
-	a := acmetest.Require(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// --uninstall removes what bootstrap made, except data.
+	var pids []int
+	for _, unit := range []string{"summoner", "summoner-gateway"} {
+		data, err := os.ReadFile(filepath.Join(b.state, unit+".pid"))
+		if err != nil {
+			t.Fatalf("no pid file for %s: %v", unit, err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		pids = append(pids, pid)
 	}
-	defer ln.Close()
-	b := newFullBootstrap(t, a, ln.Addr().String())
-	out, code, _ := b.run(t, nil)
-	if code == 0 || !strings.Contains(out, "✗ gateway:") || !strings.Contains(out, "is taken by another program") {
-		t.Fatalf("exit %d\n%s", code, out)
+	out4, code, _ := b.run(t, nil, "--uninstall", "--yes")
+	if code != 0 {
+		t.Fatalf("uninstall: exit %d\n%s", code, out4)
+	}
+	if n := len(d.Containers(t, "mattermost")); n != 0 {
+		t.Errorf("%d Mattermost containers after uninstall", n)
+	}
+	if _, err := os.Stat(b.config); err == nil {
+		t.Error("the config file is still there")
+	}
+	if _, err := os.Stat(filepath.Join(b.dir, "databases", "mattermost")); err != nil {
+		t.Errorf("Mattermost's database folder is gone: %v", err)
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("process %d (the bot or the gateway) still runs after uninstall", pid)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/network"
@@ -338,4 +341,68 @@ func (g gatewayAsks) ServesNow(ctx context.Context, host string) bool {
 	return up && slices.ContainsFunc(certs, func(c gateway.CertStatus) bool {
 		return c.Host == host && c.Status == gateway.CertValid && time.Now().Before(c.NotAfter)
 	})
+}
+
+// uninstall removes what bootstrap made, except data: the bot and gateway
+// services, Mattermost's containers (its data and database stay, so a new
+// bootstrap brings it back as it was), the config file and the installed
+// binary. It keeps the certificates (asking the CA again counts against
+// its limits), the accounts' state (the admin's password still opens the
+// Mattermost data) and Docker, which other things may use.
+func (m *mission) uninstall(ctx context.Context, stdin io.Reader, out io.Writer, yes bool) error {
+	fmt.Fprintf(out, `This removes what bootstrap set up:
+  - the bot and the gateway (their services stop)
+  - Mattermost's containers (its data and database stay in %s and %s)
+  - %s and %s
+It keeps the data, the certificates in %s, the accounts' state in %s and Docker.
+`, m.cfg.Summoner.VSRoot, m.cfg.Summoner.DBSRoot, m.path, m.binary(), m.cfg.Gateway.StorageDir, m.o.stateDir)
+	if m.o.dryRun {
+		fmt.Fprintln(out, "dry run: nothing was changed.")
+		return nil
+	}
+	if !yes {
+		fmt.Fprint(out, "Type yes to go ahead: ")
+		answer, _ := bufio.NewReader(stdin).ReadString('\n')
+		if strings.TrimSpace(answer) != "yes" {
+			fmt.Fprintln(out, "Not confirmed; nothing was changed.")
+			return exitState(exitFailed)
+		}
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(out, "  "+format+"\n", args...) }
+	var steps []bootstrap.Step
+	for _, s := range m.steps() {
+		steps = append(steps, s)
+	}
+	// The bot first, so it does not see Mattermost go away.
+	for _, name := range []string{"bot", "gateway"} {
+		for _, s := range steps {
+			if svc, ok := s.(*bootstrap.Service); ok && s.Name() == name {
+				if err := svc.Stop(ctx, say); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	e, _, err := newEngine(m.cfg, nil, m.log)
+	there := false
+	if err == nil {
+		there, err = e.Summoned(ctx, "mattermost")
+	}
+	if err == nil && there {
+		err = e.Banish(ctx, "mattermost", false)
+	}
+	if err != nil {
+		fmt.Fprintf(out, "✗ could not remove Mattermost's containers: %s\n  next: run `summoner banish mattermost`, then bootstrap --uninstall again\n", userText(err))
+		return exitState(exitFailed)
+	}
+	if there {
+		say("removed Mattermost's containers; its data stays")
+	}
+	for _, p := range []string{m.path, m.binary()} {
+		if err := os.Remove(p); err == nil {
+			say("removed %s", p)
+		}
+	}
+	fmt.Fprintln(out, "Uninstalled. `summoner bootstrap --domain …` sets it up again, with Mattermost's data as it was.")
+	return nil
 }

@@ -151,7 +151,7 @@ func (inv *invocation) exec(ctx context.Context, stdin io.Reader, stdout, stderr
 		}
 		return runGateway(ctx, cfg, stderr)
 	case inv.command == "bootstrap":
-		return runBootstrap(ctx, inv, stdout, stderr, env)
+		return runBootstrap(ctx, inv, stdin, stdout, stderr, env)
 	case inv.command == "shell":
 		cfg, err := loadConfig(inv.configPath, env, config.ForShell)
 		if err != nil {
