@@ -66,7 +66,9 @@ func HooksCommands(h Hooks, now func() time.Time) []Definition {
 		Level: Operator, Timeout: 20 * time.Second,
 		Run: func(ctx context.Context, r *Request) (string, error) {
 			if h == nil {
-				return "No webhooks are configured: add sources and recipes under `notifications` in the config.", nil
+				// Only the running bot receives webhooks; the terminal has
+				// no deliveries to show.
+				return "Webhooks are received by the running bot (`summoner run`): ask it `hooks` in chat. Sources and recipes are set under `notifications` in the config.", nil
 			}
 			if len(r.Args) == 0 {
 				return renderHooks(h.Overview(ctx), now()), nil
