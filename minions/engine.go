@@ -71,6 +71,9 @@ type EngineOptions struct {
 	// Hosts overrides minions' subdomains and adds aliases, by minion
 	// (the configuration's gateway.hosts).
 	Hosts map[string]HostOverride
+	// HTTPSPort is the gateway's HTTPS port when it is not 443, so the
+	// URLs said in replies answer as written.
+	HTTPSPort string
 }
 
 // Engine deploys minions through the Docker Engine API.

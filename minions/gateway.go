@@ -59,6 +59,9 @@ func (e *Engine) served(host string) string {
 	if e.o.Gateway == nil || host == "" || !e.o.Gateway.Serves(host) {
 		return ""
 	}
+	if p := e.o.HTTPSPort; p != "" && p != "443" {
+		return "https://" + host + ":" + p
+	}
 	return "https://" + host
 }
 

@@ -597,6 +597,9 @@ func newEngine(cfg config.Config, gw *gatewayLink, log *slog.Logger) (*minions.E
 		// The engine tells the gateway of every change, and asks it which
 		// hosts it serves before it writes an https URL.
 		eo.Gateway, eo.Hosts = gw, hostOverrides(cfg)
+		if _, port, err := net.SplitHostPort(cfg.Gateway.HTTPSListen); err == nil {
+			eo.HTTPSPort = port
+		}
 	}
 	e := minions.NewEngine(minions.WithTimeouts(dc, minions.Timeouts{}), cat, eo)
 	if gw != nil {
