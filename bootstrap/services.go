@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,14 +45,9 @@ type Service struct {
 	Systemd *bool
 	// UnitDir holds unit files (/etc/systemd/system); tests change it.
 	UnitDir string
-	Run     CommandRunner // systemctl; nil runs it for real
-}
+	Sys     System // runs systemctl and starts the background process; nil: HostSystem
 
-// CommandRunner runs a program and returns its combined output.
-type CommandRunner func(ctx context.Context, name string, args ...string) ([]byte, error)
-
-func runCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
-	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+	exited <-chan error // the background process's end, once started
 }
 
 func (s *Service) Name() string  { return s.StepName }
@@ -70,11 +64,11 @@ func (s *Service) systemd() bool {
 	return err == nil && st.IsDir()
 }
 
-func (s *Service) run() CommandRunner {
-	if s.Run != nil {
-		return s.Run
+func (s *Service) sys() System {
+	if s.Sys != nil {
+		return s.Sys
 	}
-	return runCommand
+	return HostSystem{}
 }
 
 func (s *Service) pidFile() string { return filepath.Join(s.StateDir, s.Unit+".pid") }
@@ -187,7 +181,7 @@ WantedBy=multi-user.target
 		steps = append(steps, []string{"restart", s.Unit})
 	}
 	for _, args := range steps {
-		if out, err := s.run()(ctx, "systemctl", args...); err != nil {
+		if out, err := s.sys().Run(ctx, nil, "systemctl", args...); err != nil {
 			return Failf("see `journalctl -u "+s.Unit+"`", "systemctl %s failed: %v: %s", strings.Join(args, " "), err, lastLines(out, 3))
 		}
 	}
@@ -207,20 +201,13 @@ func (s *Service) applyBackground(ctx context.Context, say func(string, ...any),
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 		waitGone(ctx, pid, 20*time.Second)
 	}
-	logf, err := os.OpenFile(s.logFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// Its own session, no inherited files (a caller's lock): it outlives
+	// this command and our terminal, as the docker step's dockerd does.
+	pid, exited, err := s.sys().Background(s.Binary, s.Args, s.logFile())
 	if err != nil {
-		return Failf("check the state folder", "cannot open %s: %v", s.logFile(), err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(s.Binary, s.Args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, logf, logf
-	// Its own session: it outlives this command and our terminal.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
 		return Failf("check "+s.Binary, "cannot start %s: %v", s.Binary, err)
 	}
-	pid := cmd.Process.Pid
-	_ = cmd.Process.Release()
+	s.exited = exited
 	if err := atomicfile.Write(s.pidFile(), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
 		return Failf("check the state folder", "cannot write %s: %v", s.pidFile(), err)
 	}
@@ -237,14 +224,13 @@ func (s *Service) waitHealthy(ctx context.Context, say func(string, ...any)) err
 			say("%s", what)
 			return nil
 		}
-		if pid := s.livePID(); !s.systemd() && pid == 0 {
-			return Failf("read "+s.logFile(), "%s stopped right after starting: %s", s.Unit, lastLines(readTail(s.logFile()), 2))
-		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return Failf("read "+s.logFile()+" (or `journalctl -u "+s.Unit+"`)", "%s did not answer within %s: %s", s.Unit, s.Wait, what)
 		}
 		select {
 		case <-ctx.Done():
+		case <-s.exited: // nil (never ready) unless we started it in the background
+			return Failf("read "+s.logFile(), "%s stopped right after starting: %s", s.Unit, lastLines(readTail(s.logFile()), 2))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -284,11 +270,11 @@ func waitGone(ctx context.Context, pid int, d time.Duration) {
 // step installed (uninstall); the binary and data stay.
 func (s *Service) Stop(ctx context.Context, say func(string, ...any)) error {
 	if s.systemd() {
-		_, _ = s.run()(ctx, "systemctl", "disable", "--now", s.Unit)
+		_, _ = s.sys().Run(ctx, nil, "systemctl", "disable", "--now", s.Unit)
 		if err := os.Remove(s.unitFile()); err == nil {
 			say("removed %s", s.unitFile())
 		}
-		_, _ = s.run()(ctx, "systemctl", "daemon-reload")
+		_, _ = s.sys().Run(ctx, nil, "systemctl", "daemon-reload")
 		return nil
 	}
 	if pid := s.livePID(); pid > 0 {
@@ -366,17 +352,8 @@ func readTail(path string) []byte {
 
 // lastLines is the last n non-empty lines of out, joined on one line.
 func lastLines(out []byte, n int) string {
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			lines = append(lines, l)
-		}
+	if lines := tail(out, n); len(lines) > 0 {
+		return strings.Join(lines, " / ")
 	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	if len(lines) == 0 {
-		return "(no output)"
-	}
-	return strings.Join(lines, " / ")
+	return "(no output)"
 }

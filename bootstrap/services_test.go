@@ -24,10 +24,7 @@ func TestServiceRefusesATakenPort(t *testing.T) {
 	s := &Service{StepName: "gateway", Unit: "summoner-gateway", Args: []string{"gateway"}, Binary: filepath.Join(t.TempDir(), "summoner"),
 		StateDir: t.TempDir(), Ports: func() []string { return []string{ln.Addr().String()} }, Systemd: &no, Wait: time.Second,
 		Healthy: func(context.Context) (bool, string) { return false, "no answer" },
-		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
-			ran = append(ran, name)
-			return nil, nil
-		}}
+		Sys:     runOnly(func(name string, args []string) { ran = append(ran, name) })}
 	err = s.Apply(context.Background(), func(string, ...any) {})
 	var se *StepError
 	if !errors.As(err, &se) || !strings.Contains(se.Why, "port") || !strings.Contains(se.Why, "is taken by another program") || se.Next == "" {
@@ -49,13 +46,12 @@ func TestServiceWithSystemd(t *testing.T) {
 	s := &Service{StepName: "bot", Unit: "summoner", Args: []string{"--config", "/etc/summoner/config.yml", "run"},
 		Binary: filepath.Join(dir, "bin", "summoner"), StateDir: dir, UnitDir: dir, Systemd: &yes, Wait: time.Second,
 		Healthy: func(context.Context) (bool, string) { return healthy, "the bot answers" },
-		Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
+		Sys: runOnly(func(name string, args []string) {
 			calls = append(calls, name+" "+strings.Join(args, " "))
 			if len(args) > 0 && args[0] == "enable" {
 				healthy = true
 			}
-			return nil, nil
-		}}
+		})}
 	ctx := context.Background()
 	if done, _, _ := s.Done(ctx); done {
 		t.Fatal("done before anything was installed")
@@ -81,3 +77,18 @@ func TestServiceWithSystemd(t *testing.T) {
 		t.Errorf("an unchanged service was restarted: %v", calls)
 	}
 }
+
+// runOnly is a System that records what it is asked to run; it starts
+// nothing.
+type runOnly func(name string, args []string)
+
+func (runOnly) LookPath(file string) (string, error) { return file, nil }
+func (f runOnly) Run(_ context.Context, _ []string, name string, args ...string) ([]byte, error) {
+	f(name, args)
+	return nil, nil
+}
+func (f runOnly) Background(name string, args []string, _ string) (int, <-chan error, error) {
+	f(name, args)
+	return 0, nil, errors.New("runOnly starts nothing")
+}
+func (runOnly) ProcessName(int) string { return "" }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/summoner-bot/summoner/internal/human"
 )
 
 // CertInfo is one certificate the gateway manages.
@@ -54,7 +56,7 @@ func renderCerts(certs []CertInfo, now time.Time) string {
 		state, expires := "✅ valid", "—"
 		if !c.NotAfter.IsZero() {
 			left := c.NotAfter.Sub(now)
-			expires = fmt.Sprintf("%s (in %s)", c.NotAfter.UTC().Format("2006-01-02"), certLeft(left))
+			expires = fmt.Sprintf("%s (in %s)", c.NotAfter.UTC().Format("2006-01-02"), human.Left(left))
 			if left < 14*24*time.Hour {
 				state = "⚠️ expires soon"
 			}
@@ -75,14 +77,4 @@ func renderCerts(certs []CertInfo, now time.Time) string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", c.Host, state, expires, issuer)
 	}
 	return strings.TrimRight(b.String(), "\n")
-}
-
-func certLeft(d time.Duration) string {
-	switch days := int(d.Hours() / 24); {
-	case d < 0:
-		return "expired"
-	case days >= 1:
-		return fmt.Sprintf("%d days", days)
-	}
-	return fmt.Sprintf("%d hours", int(d.Hours()))
 }

@@ -46,6 +46,7 @@ type mission struct {
 
 	gw       *gatewayLink
 	accounts accountsStep
+	listen   string // the bot's address, once found: it does not change
 }
 
 // accountsStep is the accounts step as the chat step reads it.
@@ -119,6 +120,10 @@ func (m *mission) binary() string {
 // reaches the slash command and the buttons, while nothing outside this
 // server does. Known once the Mattermost step made that network.
 func (m *mission) botListen(ctx context.Context) (string, error) {
+	// Asked by several steps and by every health poll: look it up once.
+	if m.listen != "" {
+		return m.listen, nil
+	}
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if m.cfg.Docker.Host != "" {
 		opts = append(opts, client.WithHost(m.cfg.Docker.Host))
@@ -136,7 +141,8 @@ func (m *mission) botListen(ctx context.Context) (string, error) {
 	}
 	for _, c := range nw.IPAM.Config {
 		if ip := net.ParseIP(c.Gateway); ip != nil && ip.To4() != nil {
-			return net.JoinHostPort(c.Gateway, m.botPort()), nil
+			m.listen = net.JoinHostPort(c.Gateway, m.botPort())
+			return m.listen, nil
 		}
 	}
 	return "", bootstrap.Failf("check `docker network inspect mattermost_default`", "the mattermost minion's network has no IPv4 gateway address")

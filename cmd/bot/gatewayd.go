@@ -18,6 +18,7 @@ import (
 	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/config"
 	"github.com/summoner-bot/summoner/gateway"
+	"github.com/summoner-bot/summoner/internal/human"
 	"github.com/summoner-bot/summoner/minions"
 )
 
@@ -48,9 +49,6 @@ type endpointLister interface {
 
 const (
 	reconcileEvery = 15 * time.Second
-	// certWait bounds how long a summon waits for its certificate before
-	// answering with what is true then (the local port).
-	certWait = 90 * time.Second
 	// expiryWarning: a certificate this close to its end that was not
 	// renewed yet is reported (renewal normally starts at a third left).
 	expiryWarning = 14 * 24 * time.Hour
@@ -96,17 +94,18 @@ func (g *gatewayLink) routes(ctx context.Context) ([]gateway.Route, error) {
 	return out, nil
 }
 
-// sync sends the table and reads the certificates' state.
-func (g *gatewayLink) sync(ctx context.Context) error {
+// sync sends the table and reads the certificates' state; it returns the
+// table it sent.
+func (g *gatewayLink) sync(ctx context.Context) ([]gateway.Route, error) {
 	g.push.Lock()
 	defer g.push.Unlock()
 	routes, err := g.routes(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res, err := g.client.SetRoutes(ctx, routes)
 	if err != nil {
-		return fmt.Errorf("sending the routes to the gateway: %w", err)
+		return nil, fmt.Errorf("sending the routes to the gateway: %w", err)
 	}
 	g.mu.Lock()
 	g.accepted = map[string]bool{}
@@ -115,7 +114,7 @@ func (g *gatewayLink) sync(ctx context.Context) error {
 	}
 	g.rejected = res.Rejected
 	g.mu.Unlock()
-	return g.readCerts(ctx)
+	return routes, g.readCerts(ctx)
 }
 
 func (g *gatewayLink) readCerts(ctx context.Context) error {
@@ -132,27 +131,24 @@ func (g *gatewayLink) readCerts(ctx context.Context) error {
 	return nil
 }
 
-// Changed sends the new table at once, then waits (within ctx and
-// certWait) until the minion's host has a certificate or it failed, so the
-// reply can say the https URL only if it answers.
+// Changed sends the new table at once, then waits, within ctx (the
+// engine gives it 30 s), until the minion's host has a certificate or it
+// failed, so the reply can say the https URL only if it answers.
 func (g *gatewayLink) Changed(ctx context.Context, minion string) {
-	if err := g.sync(ctx); err != nil {
+	routes, err := g.sync(ctx)
+	if err != nil {
 		g.log.Warn("the routes could not follow a change", "minion", minion, "err", err)
 		return
 	}
 	host := ""
-	if eps, err := g.lister.Endpoints(ctx); err == nil {
-		for _, ep := range eps {
-			if ep.Minion == minion && ep.State == minions.EndpointUp {
-				host = ep.Host
-			}
+	for _, r := range routes {
+		if r.Minion == minion && r.State == minions.EndpointUp {
+			host = r.Host
 		}
 	}
 	if host == "" {
 		return // gone, or not up: its page says so, no certificate to wait for
 	}
-	wctx, cancel := context.WithTimeout(ctx, certWait)
-	defer cancel()
 	for {
 		g.mu.Lock()
 		c, ok := g.certs[host]
@@ -161,11 +157,11 @@ func (g *gatewayLink) Changed(ctx context.Context, minion string) {
 			return
 		}
 		select {
-		case <-wctx.Done():
+		case <-ctx.Done():
 			return
 		case <-time.After(300 * time.Millisecond):
 		}
-		if err := g.readCerts(wctx); err != nil && wctx.Err() == nil {
+		if err := g.readCerts(ctx); err != nil && ctx.Err() == nil {
 			g.log.Warn("reading the gateway's certificates", "err", err)
 		}
 	}
@@ -190,7 +186,7 @@ func (g *gatewayLink) Run(ctx context.Context, configPath string, stderr io.Writ
 	defer t.Stop()
 	for {
 		sctx, cancel := context.WithTimeout(ctx, reconcileEvery)
-		err := g.sync(sctx)
+		_, err := g.sync(sctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -226,7 +222,7 @@ func (g *gatewayLink) report(ctx context.Context, now time.Time, say func(contex
 		case c.Status == gateway.CertValid && !c.NotAfter.IsZero() && c.NotAfter.Sub(now) < expiryWarning:
 			all = append(all, news{"expiry " + c.Host + " " + c.NotAfter.String(),
 				fmt.Sprintf("⚠️ The certificate of %s expires on %s (in %s) and is not renewed yet.",
-					c.Host, c.NotAfter.UTC().Format("2006-01-02 15:04 UTC"), daysLeft(c.NotAfter.Sub(now)))})
+					c.Host, c.NotAfter.UTC().Format("2006-01-02 15:04 UTC"), human.Left(c.NotAfter.Sub(now)))})
 		}
 	}
 	for host, why := range g.rejected {
@@ -245,13 +241,6 @@ func (g *gatewayLink) report(ctx context.Context, now time.Time, say func(contex
 	for _, l := range fresh {
 		say(ctx, l)
 	}
-}
-
-func daysLeft(d time.Duration) string {
-	if days := int(d.Hours() / 24); days >= 1 {
-		return fmt.Sprintf("%d days", days)
-	}
-	return fmt.Sprintf("%d hours", max(0, int(d.Hours())))
 }
 
 // supervise runs `summoner gateway` and starts it again when it stops,

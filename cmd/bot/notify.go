@@ -436,7 +436,8 @@ func (r notifyReports) Publish(ctx context.Context, rep maintenance.Report) erro
 	return err
 }
 
-// serveHooks serves the webhooks on their own address, when one is set.
+// listen opens the webhooks' own address, when one is set (nil, nil
+// when they are served on http.listen).
 func (n *notifier) listen() (net.Listener, error) {
 	if n.cfg.Listen == "" {
 		return nil, nil

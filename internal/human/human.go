@@ -32,3 +32,15 @@ func Age(d time.Duration) string {
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
+
+// Left is a time left like "80 days" or "9 hours", for expiries; "expired"
+// once it is past.
+func Left(d time.Duration) string {
+	switch days := int(d.Hours() / 24); {
+	case d < 0:
+		return "expired"
+	case days >= 1:
+		return fmt.Sprintf("%d days", days)
+	}
+	return fmt.Sprintf("%d hours", int(d.Hours()))
+}

@@ -17,3 +17,13 @@ func TestBytesAndAge(t *testing.T) {
 		}
 	}
 }
+
+func TestLeft(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		80 * 24 * time.Hour: "80 days", 9*24*time.Hour + time.Hour: "9 days", 5 * time.Hour: "5 hours", -time.Minute: "expired",
+	} {
+		if got := Left(d); got != want {
+			t.Errorf("Left(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
