@@ -350,10 +350,11 @@ func (r *Request) commandName() string {
 }
 
 // auditLine renders the command for the audit log with the values of
-// key=value arguments hidden, since those can be passwords.
+// key=value words hidden, since those can be passwords: the name's too, for
+// a line that starts with one ("DB_PASSWORD=x" sent without its command).
 func auditLine(name string, args []string) string {
-	parts := []string{name}
-	for _, a := range args {
+	parts := make([]string, 0, 1+len(args))
+	for _, a := range append([]string{name}, args...) {
 		if k, _, ok := strings.Cut(a, "="); ok {
 			a = k + "=***"
 		}

@@ -271,6 +271,19 @@ func TestAuditLine(t *testing.T) {
 	}
 }
 
+// Found by FuzzRouter: a line that starts with KEY=value (a setting sent
+// without its command) logged the value in clear as the command's name.
+func TestAuditLineHidesAValueInTheCommandsPlace(t *testing.T) {
+	f := newFixture(t)
+	if out, _ := f.say(olga, ops, "DB_PASSWORD=hunter2 wekan"); out != Unknown {
+		t.Fatalf("outcome %s, want unknown", out)
+	}
+	logs := f.logs.String()
+	if !strings.Contains(logs, `command="db_password=*** wekan"`) || strings.Contains(logs, "hunter2") {
+		t.Errorf("audit log: %s", logs)
+	}
+}
+
 func TestRegistryRefusesDuplicates(t *testing.T) {
 	if _, err := NewRegistry(Definition{Name: "a", Run: nop}, Definition{Name: "a", Run: nop}); err == nil {
 		t.Fatal("duplicate accepted")
