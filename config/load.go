@@ -85,10 +85,26 @@ func Load(path string, env Env, purpose Purpose) (Config, error) {
 	if env == nil {
 		env = os.LookupEnv
 	}
+	var data []byte
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return Defaults(), Problems{{File: path, Msg: "no such file"}}
+			}
+			return Defaults(), Problems{{File: path, Msg: fmt.Sprintf("cannot read it: %v", unwrapPathError(err))}}
+		}
+	}
+	return load(path, data, env, purpose)
+}
+
+// load is Load on the file's content, data, read from path ("": no file).
+// It is apart so the fuzz target can feed it bytes.
+func load(path string, data []byte, env Env, purpose Purpose) (Config, error) {
 	l := &loader{file: path, env: env, lines: map[string]int{}, fromEnv: map[string]string{}, literals: map[string]bool{}}
 	cfg := Defaults()
 	if path != "" {
-		if err := l.readFile(path, &cfg); err != nil {
+		if err := l.decode(data, &cfg); err != nil {
 			return cfg, err
 		}
 	}
@@ -112,14 +128,10 @@ func (l *loader) add(key, format string, args ...any) {
 	l.problems = append(l.problems, p)
 }
 
-func (l *loader) readFile(path string, cfg *Config) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return Problems{{File: path, Msg: "no such file"}}
-		}
-		return Problems{{File: path, Msg: fmt.Sprintf("cannot read it: %v", unwrapPathError(err))}}
-	}
+// decode applies the file's content to cfg: every key known, ${VAR}
+// interpolated, then the values.
+func (l *loader) decode(data []byte, cfg *Config) error {
+	path := l.file
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) || len(bytes.TrimSpace(data)) == 0 {
