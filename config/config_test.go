@@ -518,6 +518,9 @@ func TestGatewaySection(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := c.Gateway
+	if c, err := loadBody(t, "docker:\n  image_mirrors: {wekanteam/wekan: \"${MIRROR}/wekan\"}\n", map[string]string{"MIRROR": "registry.example.com"}, ForShell); err != nil || c.Docker.ImageMirrors["wekanteam/wekan"] != "registry.example.com/wekan" {
+		t.Errorf("a ${VAR} in a map's value: %v, %v", c.Docker.ImageMirrors, err)
+	}
 	if !g.Enabled || g.HTTPListen != ":80" || g.HTTPSListen != "127.0.0.1:8443" || g.Hosts["wekan"].Subdomain != "boards" || !strings.Contains(g.ACMECA, "letsencrypt") {
 		t.Errorf("gateway = %+v", g)
 	}
@@ -525,6 +528,8 @@ func TestGatewaySection(t *testing.T) {
 		{"gateway:\n  enabled: true\n", "set summoner.domain"},
 		{"summoner:\n  domain: example.com\ngateway:\n  enabled: true\n  http_listen: eighty\n", "gateway.http_listen"},
 		{"summoner:\n  domain: example.com\ngateway:\n  enabled: true\n  hosts:\n    wekan: {aliases: [boards]}\n", "full host name"},
+		// Found by FuzzLoad: keys inside a minion's entry were not checked.
+		{"gateway:\n  hosts:\n    wekan:\n      subdomian: boards\n", "config.yml:4: gateway.hosts.wekan.subdomian: unknown key (did you mean subdomain?)"},
 	} {
 		if _, err := loadBody(t, tc.file, nil, ForShell); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.file, err, tc.want)

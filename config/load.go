@@ -213,6 +213,19 @@ func (l *loader) walk(n *yaml.Node, t reflect.Type, path []string) {
 			l.lines[strings.Join(append(path, k.Value), ".")] = k.Line
 			l.walk(v, f.Type, append(path, k.Value))
 		}
+	case t.Kind() == reflect.Map:
+		// gateway.hosts.<minion>: the keys are the user's, the values'
+		// keys are checked like any section's (found by FuzzLoad: a typo
+		// there went by unnoticed).
+		if n.Kind != yaml.MappingNode {
+			l.interpolate(n, key, t)
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			l.lines[strings.Join(append(path, k), ".")] = n.Content[i].Line
+			l.walk(n.Content[i+1], t.Elem(), append(path, k))
+		}
 	case t.Kind() == reflect.Slice:
 		if n.Kind == yaml.SequenceNode {
 			for _, c := range n.Content {
