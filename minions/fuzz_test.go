@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -22,8 +23,8 @@ const (
 )
 
 // FuzzCustomMinion: a minion from docker.minions_dir (its minion.yml and
-// compose.yml, both written by hand) and a setting value typed at summon
-// time are loaded and rendered as `summon` does. Nothing makes it panic;
+// compose.yml, both written by hand) and a value typed at summon time for
+// one of its settings are loaded and rendered as `summon` does. Nothing makes it panic;
 // it ends in a plan or an error; and no plan ever has a container out of
 // its box (see checkConfined). Seeds: every built-in minion, the test
 // minions and the refused keys dressed up in the ways YAML and compose
@@ -41,34 +42,15 @@ func FuzzCustomMinion(f *testing.F) {
 			if err1 != nil || err2 != nil {
 				f.Fatalf("minion %s: %v %v", e.Name(), err1, err2)
 			}
-			f.Add(meta, compose, "", false)
-			f.Add(meta, compose, "../../etc", true)
+			f.Add(meta, compose, "8080", uint8(0), false)
+			f.Add(meta, compose, "8080", uint8(1), true)
 		}
 	}
 	meta := []byte("name: fz\nversion: \"1.0\"\nweb: {service: web, port: 80}\nsettings:\n  - {name: FLAG, default: \"false\"}\n  - {name: SUB, default: uploads}\n  - {name: PASS, secret: true, generate: true}\n")
-	for _, s := range []struct{ web, top, setting string }{
-		{"    privileged: ${FLAG}\n", "", "true"},
-		{"    privileged: ${FLAG}\n", "", "false"},
-		{"    volumes: [\"${DATA}/${SUB}:/x:ro\", \"${DB_DATA}:/d\"]\n    tmpfs: [/tmp]\n", "", "../../etc"},
-		{"    volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]\n", "", ""},
-		{"    volumes: [{type: bind, source: \"${DATA}/../../../etc\", target: /e}]\n", "", ""},
-		{"    network_mode: host\n    pid: host\n    ipc: host\n    userns_mode: host\n    uts: host\n    cgroup: host\n", "", ""},
-		{"    cap_drop: [ALL]\n    cap_add: [chown, CAP_SETUID]\n    security_opt: [\"no-new-privileges:true\"]\n", "", ""},
-		{"    cap_add: [cap_sys_admin, \" ALL \"]\n    security_opt: [\"seccomp=unconfined\", \"apparmor:unconfined\"]\n", "", ""},
-		{"    devices: [/dev/sda]\n    runtime: runc\n    cgroup_parent: x\n    oom_kill_disable: true\n    oom_score_adj: -1000\n", "", ""},
-		{"    <<: *danger\n", "x-danger: &danger\n  privileged: true\n", ""},
-		{"    extends: {service: bad}\n", "", ""},
-		{"    ports: [\"80\", \"0.0.0.0:${FLAG}:80/udp\", \"[::]:8080:80\"]\n    environment: {PASS: \"${PASS}\"}\n", "", "8081"},
-		{"    labels: {summoner.minion: other, summoner.role: db}\n    ipc: shareable\n    cgroup: private\n", "", ""},
-	} {
-		bad := ""
-		if strings.Contains(s.web, "extends") {
-			bad = "  bad:\n    image: nginx:1.27\n    privileged: true\n    network_mode: host\n"
-		}
-		compose := s.top + "services:\n" + bad + "  web:\n    image: nginx:1.27\n" + s.web
-		f.Add(meta, []byte(compose), s.setting, true)
+	for _, s := range dangerSeeds {
+		f.Add(meta, []byte(s.compose()), s.setting, s.which, true)
 	}
-	f.Fuzz(func(t *testing.T, meta, compose []byte, setting string, gateway bool) {
+	f.Fuzz(func(t *testing.T, meta, compose []byte, setting string, which uint8, gateway bool) {
 		// The folder is named after the minion, as loadMinion requires.
 		var named struct{ Name string }
 		_ = yaml.Unmarshal(meta, &named)
@@ -85,11 +67,14 @@ func FuzzCustomMinion(f *testing.F) {
 			Domain: "example.com", VSRoot: fuzzVSRoot, DBSRoot: fuzzDBSRoot, Gateway: gateway,
 			Settings: map[string]string{}, Secrets: map[string]string{},
 		}
-		for _, s := range m.Settings {
-			if s.Generate {
-				o.Secrets[s.Name] = "generated-" + strings.ToLower(s.Name)
-			} else {
+		for i, s := range m.Settings {
+			switch {
+			case i == int(which)%len(m.Settings):
 				o.Settings[s.Name] = setting
+			case s.Generate:
+				o.Secrets[s.Name] = "generated-" + strings.ToLower(s.Name)
+			case s.Required:
+				o.Settings[s.Name] = "given"
 			}
 		}
 		p, err := Render(context.Background(), m, o)
@@ -103,6 +88,94 @@ func FuzzCustomMinion(f *testing.F) {
 		}
 		checkConfined(t, m, p, gateway)
 	})
+}
+
+// FuzzRenderCompose spends the fuzzing on the compose file alone: its
+// minion.yml is made up to fit (the first service is the web one, every
+// ${NAME} a setting, 8080 or the typed value), so nearly every input reaches
+// compose-go and the checks, where FuzzCustomMinion's mostly stop at a
+// minion.yml that no longer loads. The property is the same.
+func FuzzRenderCompose(f *testing.F) {
+	catalog, _ := fs.Sub(builtin, "catalog")
+	for _, fsys := range []fs.FS{catalog, os.DirFS("testdata/minions")} {
+		files, err := fs.Glob(fsys, "*/compose.yml")
+		if err != nil || len(files) == 0 {
+			f.Fatalf("no compose files: %v", err)
+		}
+		for _, file := range files {
+			compose, err := fs.ReadFile(fsys, file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(compose, "8080", uint8(0), false)
+			f.Add(compose, "8080", uint8(1), true)
+		}
+	}
+	for _, s := range dangerSeeds {
+		f.Add([]byte(s.compose()), s.setting, uint8(0), true)
+	}
+	f.Fuzz(func(t *testing.T, compose []byte, setting string, which uint8, gateway bool) {
+		services, err := composeServices(compose)
+		if err != nil || len(services) == 0 || !nameRE.MatchString(services[0]) {
+			return
+		}
+		m := &Minion{Name: "fz", Version: "1.0", Subdomain: "fz", Web: Web{Service: services[0], Port: 80},
+			compose: compose, source: "/etc/summoner/minions"}
+		o := RenderOptions{Domain: "example.com", VSRoot: fuzzVSRoot, DBSRoot: fuzzDBSRoot, Gateway: gateway, Settings: map[string]string{}}
+		for _, v := range varRE.FindAllStringSubmatch(string(compose), -1) {
+			if name := v[1]; !slices.Contains(reserved, name) && !slices.ContainsFunc(m.Settings, func(s Setting) bool { return s.Name == name }) {
+				m.Settings = append(m.Settings, Setting{Name: name, Default: "8080"}) // a port, a name, a word
+			}
+		}
+		if len(m.Settings) > 0 {
+			o.Settings[m.Settings[int(which)%len(m.Settings)].Name] = setting
+		}
+		p, err := Render(context.Background(), m, o)
+		switch {
+		case err != nil && p != nil:
+			t.Fatalf("both a plan and an error: %v", err)
+		case err == nil && p == nil:
+			t.Fatal("neither a plan nor an error")
+		case err == nil:
+			checkConfined(t, m, p, gateway)
+		}
+	})
+}
+
+// varRE finds the ${NAME} and $NAME a compose file uses.
+var varRE = regexp.MustCompile(`\$\{?([A-Z][A-Z0-9_]*)`)
+
+// dangerSeeds are a web service's keys that must be refused, or rendered
+// confined, dressed up in the ways YAML and compose allow: through a
+// setting, an anchor, extends.
+var dangerSeeds = []dangerSeed{
+	{"    privileged: ${FLAG}\n", "", "true", 0},
+	{"    privileged: ${FLAG}\n", "", "false", 0},
+	{"    volumes: [\"${DATA}/${SUB}:/x:ro\", \"${DB_DATA}:/d\"]\n    tmpfs: [/tmp]\n", "", "../../etc", 1},
+	{"    volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]\n", "", "", 0},
+	{"    volumes: [{type: bind, source: \"${DATA}/../../../etc\", target: /e}]\n", "", "", 0},
+	{"    network_mode: host\n    pid: host\n    ipc: host\n    userns_mode: host\n    uts: host\n    cgroup: host\n", "", "", 0},
+	{"    cap_drop: [ALL]\n    cap_add: [chown, CAP_SETUID]\n    security_opt: [\"no-new-privileges:true\"]\n", "", "", 0},
+	{"    cap_add: [cap_sys_admin, \" ALL \"]\n    security_opt: [\"seccomp=unconfined\", \"apparmor:unconfined\"]\n", "", "", 0},
+	{"    devices: [/dev/sda]\n    runtime: runc\n    cgroup_parent: x\n    oom_kill_disable: true\n    oom_score_adj: -1000\n", "", "", 0},
+	{"    <<: *danger\n", "x-danger: &danger\n  privileged: true\n", "", 0},
+	{"    extends: {service: zbad}\n", "  zbad:\n    image: nginx:1.27\n    privileged: true\n    network_mode: host\n", "", 0},
+	{"    ports: [\"80\", \"0.0.0.0:${FLAG}:80/udp\", \"[::]:8080:80\"]\n    environment: {PASS: \"${PASS}\"}\n", "", "8081", 0},
+	{"    labels: {summoner.minion: other, summoner.role: db}\n    ipc: shareable\n    cgroup: private\n", "", "", 0},
+}
+
+type dangerSeed struct {
+	web     string // lines of the web service
+	more    string // a top-level x- anchor, or another service
+	setting string
+	which   uint8 // the setting of the seeds' minion.yml it goes to
+}
+
+func (s dangerSeed) compose() string {
+	if strings.HasPrefix(s.more, "x-") {
+		return s.more + "services:\n  web:\n    image: nginx:1.27\n" + s.web
+	}
+	return "services:\n  web:\n    image: nginx:1.27\n" + s.web + s.more
 }
 
 // checkConfined: nothing in a rendered container reaches the host beyond
