@@ -2,7 +2,7 @@
 # Runs each fuzz target briefly, one after the other (go test takes one
 # -fuzz target per run): what strangers and typos reach. The webhooks'
 # payload parsers, signature checks and recipe filter; the chat command
-# line (split, arguments, the router end to end); the configuration's
+# line (is a post for the bot, split, arguments, the router end to end); the configuration's
 # strict load; and custom minions' compose rendering. FUZZTIME per target
 # (default 20000 inputs) keeps the whole step under about three minutes on
 # a 2-core machine, once the instrumented test binaries are built. A
@@ -26,11 +26,12 @@ minimize=${FUZZMINIMIZETIME:-5s}
 declare -A targets=(
   [./notifications/]="FuzzParseGitLab FuzzParseGitHub FuzzParseGitea FuzzParseNextcloud
     FuzzParseGeneric FuzzParseSlack FuzzVerify FuzzRecipeFilter"
+  [./chat/mattermost/]="FuzzAddressed"
   [./commands/]="FuzzSplit FuzzArgs FuzzRouter"
   [./config/]="FuzzLoad"
   [./minions/]="FuzzCustomMinion FuzzRenderCompose"
 )
-packages=(./notifications/ ./commands/ ./config/ ./minions/)
+packages=(./notifications/ ./chat/mattermost/ ./commands/ ./config/ ./minions/)
 
 # A target that was renamed away, or a package left out of the order
 # above, must fail here, not be skipped in silence.
