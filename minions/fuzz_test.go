@@ -1,6 +1,7 @@
 package minions
 
 import (
+	"bytes"
 	"context"
 	"io/fs"
 	"os"
@@ -130,6 +131,16 @@ func FuzzRenderCompose(f *testing.F) {
 		if len(m.Settings) > 0 {
 			o.Settings[m.Settings[int(which)%len(m.Settings)].Name] = setting
 		}
+		// The settings named like a password are generated secrets, as
+		// in the catalog: no refusal may show them.
+		o.Secrets = map[string]string{}
+		for i, s := range m.Settings {
+			if strings.Contains(s.Name, "PASS") || strings.Contains(s.Name, "SECRET") || strings.Contains(s.Name, "KEY") {
+				m.Settings[i].Secret, m.Settings[i].Generate, m.Settings[i].Default = true, true, ""
+				o.Secrets[s.Name] = fuzzSecret
+				delete(o.Settings, s.Name)
+			}
+		}
 		p, err := Render(context.Background(), m, o)
 		switch {
 		case err != nil && p != nil:
@@ -138,9 +149,14 @@ func FuzzRenderCompose(f *testing.F) {
 			t.Fatal("neither a plan nor an error")
 		case err == nil:
 			checkConfined(t, m, p, gateway)
+		case strings.Contains(err.Error(), fuzzSecret) && !bytes.Contains(compose, []byte(fuzzSecret)):
+			t.Fatalf("the refusal shows a secret: %v", err)
 		}
 	})
 }
+
+// fuzzSecret is the value of every generated secret in FuzzRenderCompose.
+const fuzzSecret = "Zq7SeededSecretValue"
 
 // varRE finds the ${NAME} and $NAME a compose file uses.
 var varRE = regexp.MustCompile(`\$\{?([A-Z][A-Z0-9_]*)`)
@@ -161,6 +177,7 @@ var dangerSeeds = []dangerSeed{
 	{"    <<: *danger\n", "x-danger: &danger\n  privileged: true\n", "", 0},
 	{"    extends: {service: zbad}\n", "  zbad:\n    image: nginx:1.27\n    privileged: true\n    network_mode: host\n", "", 0},
 	{"    ports: [\"80\", \"0.0.0.0:${FLAG}:80/udp\", \"[::]:8080:80\"]\n    environment: {PASS: \"${PASS}\"}\n", "", "8081", 0},
+	{"    ports: [\"${DB_PASSWORD}:80\"]\n    mem_limit: ${SECRET_KEY}\n", "", "", 0},
 	{"    labels: {summoner.minion: other, summoner.role: db}\n    ipc: shareable\n    cgroup: private\n", "", "", 0},
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -219,8 +220,38 @@ var supportedPaths = sync.OnceValue(func() []tree.Path {
 })
 
 // Render interpolates the minion's compose file with its settings and the
-// configuration, and turns it into a Plan. It does not touch Docker.
+// configuration, and turns it into a Plan. It does not touch Docker. Its
+// errors never show a secret setting's value.
 func Render(ctx context.Context, m *Minion, o RenderOptions) (*Plan, error) {
+	p, err := render(ctx, m, o)
+	if err != nil {
+		return nil, hideSecrets(err, m, o)
+	}
+	return p, nil
+}
+
+// hideSecrets replaces the secret values an error quotes with ***:
+// compose-go's messages quote the value they refuse ("Invalid hostPort:
+// <value>"), and a secret can be interpolated where it does not belong
+// (found by FuzzRenderCompose). The cause is dropped with them, since it
+// quotes the same; an error without a secret passes unchanged.
+func hideSecrets(err error, m *Minion, o RenderOptions) error {
+	_, secrets, verr := m.values(o)
+	if verr != nil {
+		return err
+	}
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) }) // longest first
+	msg := err.Error()
+	if redacted := redact(msg, secrets); redacted != msg {
+		if _, ok := err.(*Error); ok {
+			return &Error{Msg: redacted}
+		}
+		return errors.New(redacted)
+	}
+	return err
+}
+
+func render(ctx context.Context, m *Minion, o RenderOptions) (*Plan, error) {
 	values, secretValues, err := m.values(o)
 	if err != nil {
 		return nil, err

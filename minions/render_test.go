@@ -296,3 +296,27 @@ func checkPorts(t *testing.T, p *Plan, gateway bool) {
 		}
 	}
 }
+
+// Found by FuzzRenderCompose: compose-go quotes the value it refuses, so a
+// secret interpolated where it does not belong showed in the error, and
+// from there in the log.
+func TestRenderErrorsHideSecrets(t *testing.T) {
+	const pass = "s3cret-generated-pass"
+	for _, tc := range []struct{ name, web string }{
+		{"compose-go's refusal", "    ports: [\"${DB_PASSWORD}:80\"]\n"},
+		{"Summoner's refusal", "    volumes: [\"/srv/${DB_PASSWORD}:/x\"]\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Minion{
+				Name: "sec", Version: "1.0", Subdomain: "sec", Web: Web{Service: "web", Port: 80},
+				Settings: []Setting{{Name: "DB_PASSWORD", Secret: true, Generate: true}},
+				compose:  []byte("services:\n  web:\n    image: nginx:1.27\n" + tc.web), source: "test",
+			}
+			_, err := Render(context.Background(), m, RenderOptions{Domain: "example.com", VSRoot: "/srv/v", DBSRoot: "/srv/d",
+				Secrets: map[string]string{"DB_PASSWORD": pass}})
+			if err == nil || strings.Contains(err.Error(), pass) || !strings.Contains(err.Error(), "***") {
+				t.Fatalf("error %v: want it refused with the password hidden", err)
+			}
+		})
+	}
+}
