@@ -73,7 +73,7 @@ func FuzzCustomMinion(f *testing.F) {
 			case i == int(which)%len(m.Settings):
 				o.Settings[s.Name] = setting
 			case s.Generate:
-				o.Secrets[s.Name] = "generated-" + strings.ToLower(s.Name)
+				o.Secrets[s.Name] = fuzzSecret + strings.ToLower(s.Name)
 			case s.Required:
 				o.Settings[s.Name] = "given"
 			}
@@ -82,6 +82,8 @@ func FuzzCustomMinion(f *testing.F) {
 		switch {
 		case err != nil && p != nil:
 			t.Fatalf("both a plan and an error: %v", err)
+		case err != nil && strings.Contains(err.Error(), fuzzSecret) && !bytes.Contains(meta, []byte(fuzzSecret)) && !bytes.Contains(compose, []byte(fuzzSecret)):
+			t.Fatalf("the refusal shows a generated secret: %v", err)
 		case err != nil:
 			return
 		case p == nil:
@@ -155,7 +157,8 @@ func FuzzRenderCompose(f *testing.F) {
 	})
 }
 
-// fuzzSecret is the value of every generated secret in FuzzRenderCompose.
+// fuzzSecret is the value of every generated secret (in FuzzCustomMinion,
+// its start).
 const fuzzSecret = "Zq7SeededSecretValue"
 
 // varRE finds the ${NAME} and $NAME a compose file uses.
