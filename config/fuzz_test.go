@@ -20,21 +20,35 @@ const (
 	seededB = "sEEdedSecretBBBB7x9Q2wZk"
 )
 
-var fuzzEnv = envOf(map[string]string{
-	"SUMMONER_BOT_TOKEN": token, "HOST": "chat.example.com", "EMPTY": "",
-})
+// fuzzEnv is the environment: a few fixed variables, then the fuzzed
+// lines (NAME=value each), then extra.
+func fuzzEnv(lines string, extra map[string]string) Env {
+	env := map[string]string{"SUMMONER_BOT_TOKEN": token, "HOST": "chat.example.com", "EMPTY": ""}
+	for _, l := range strings.Split(lines, "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			env[k] = v
+		}
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return envOf(env)
+}
 
-// FuzzLoad: no file makes the strict load and Validate panic; each gives a
-// config or Problems, the same ones every time; a config it accepts has no
-// key the type lacks; and no refusal shows the value of a secret.
-// Seeds: config.example.yml (also under testdata/fuzz/FuzzLoad) and
-// the kinds of mistakes people make by hand.
+// FuzzLoad: no file and no SUMMONER_* variables make the strict load and
+// Validate panic; each gives a config or Problems, the same ones every
+// time; a config it accepts has no key the type lacks; and no refusal
+// shows the value of a secret, written in the file or in the environment.
+// Seeds: config.example.yml (also under testdata/fuzz/FuzzLoad) and the
+// kinds of mistakes people make by hand.
 func FuzzLoad(f *testing.F) {
 	example, err := os.ReadFile("../config.example.yml")
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(example, true)
+	f.Add(example, "", true)
+	f.Add(example, "SUMMONER_CHAT_WORKERS=eight\nSUMMONER_CHAT_MAX_COMMAND_AGE=10\nSUMMONER_LOG_LEVEL=loud", true)
+	f.Add([]byte{}, "SUMMONER_PERMISSIONS_ADMINS=alice, Bob!\nSUMMONER_GATEWAY_ENABLED=yes\nSUMMONER_CHAT_URL=chat.example.com", true)
 	for _, s := range []string{
 		"",
 		"chat:\n  url: https://chat.example.com\n  token: " + token + "\n",
@@ -52,16 +66,17 @@ func FuzzLoad(f *testing.F) {
 		"chat:\n  token: !!binary c2VjcmV0\n",
 		"maintenance:\n  dump: 61 * * * *\n  timezone: Mars/Olympus\n",
 	} {
-		f.Add([]byte(s), false)
+		f.Add([]byte(s), "", false)
 	}
-	f.Fuzz(func(t *testing.T, data []byte, run bool) {
+	f.Fuzz(func(t *testing.T, data []byte, envLines string, run bool) {
 		purpose := ForShell
 		if run {
 			purpose = ForRun
 		}
-		cfg, err := load("fuzz.yml", data, fuzzEnv, purpose)
+		env := fuzzEnv(envLines, nil)
+		cfg, err := load("fuzz.yml", data, env, purpose)
 		checkRefusal(t, err)
-		_, again := load("fuzz.yml", data, fuzzEnv, purpose)
+		_, again := load("fuzz.yml", data, env, purpose)
 		if errText(err) != errText(again) {
 			t.Fatalf("a second load differs:\n%s\n---\n%s", errText(err), errText(again))
 		}
@@ -69,17 +84,30 @@ func FuzzLoad(f *testing.F) {
 			strictAgrees(t, data, cfg)
 		}
 
-		withA, okA := seedSecrets(data, seededA)
-		withB, okB := seedSecrets(data, seededB)
-		if !okA || !okB {
+		// The same file and environment with the secrets set to A, then B.
+		withA, inFile := seedSecrets(data, seededA)
+		withB, _ := seedSecrets(data, seededB)
+		if !inFile {
+			withA, withB = data, data
+		}
+		// ${SUMMONER_CHAT_TOKEN} left in the file is in a key that is no
+		// secret (seedSecrets replaced the others): the value shows there
+		// by the author's choice.
+		inEnv := !bytes.Contains(withA, []byte("SUMMONER_CHAT_"))
+		if !inFile && !inEnv {
 			return
 		}
-		_, errA := load("fuzz.yml", withA, fuzzEnv, purpose)
-		_, errB := load("fuzz.yml", withB, fuzzEnv, purpose)
+		envA, envB := env, env
+		if inEnv {
+			envA = fuzzEnv(envLines, map[string]string{"SUMMONER_CHAT_TOKEN": seededA, "SUMMONER_CHAT_SLASH_TOKEN": seededA})
+			envB = fuzzEnv(envLines, map[string]string{"SUMMONER_CHAT_TOKEN": seededB, "SUMMONER_CHAT_SLASH_TOKEN": seededB})
+		}
+		_, errA := load("fuzz.yml", withA, envA, purpose)
+		_, errB := load("fuzz.yml", withB, envB, purpose)
 		if errText(errA) != errText(errB) {
 			t.Fatalf("a refusal depends on a secret's value:\n%s\n---\n%s", errText(errA), errText(errB))
 		}
-		if !bytes.Contains(bytes.ToLower(data), []byte("seeded")) && strings.Contains(errText(errA), seededA) {
+		if !bytes.Contains(bytes.ToLower(data), []byte("seeded")) && !strings.Contains(strings.ToLower(envLines), "seeded") && strings.Contains(errText(errA), seededA) {
 			t.Fatalf("a refusal shows a secret: %s", errText(errA))
 		}
 	})
