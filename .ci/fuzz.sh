@@ -2,11 +2,11 @@
 # Runs each fuzz target briefly, one after the other (go test takes one
 # -fuzz target per run): what strangers and typos reach. The webhooks'
 # payload parsers, signature checks and recipe filter; the chat command
-# line (is a post for the bot, split, arguments, the router end to end); the configuration's
-# strict load; and custom minions' compose rendering. FUZZTIME per target
-# (default 20000 inputs) keeps the whole step under about three minutes on
-# a 2-core machine, once the instrumented test binaries are built. A
-# crasher fails the step; go test writes it under
+# line (is a post for the bot, split, arguments, the router end to end);
+# the configuration's strict load; and custom minions' compose rendering.
+# FUZZTIME per target (default 20000 inputs) keeps the whole step under
+# about three minutes on a 2-core machine, once the instrumented test
+# binaries are built. A crasher fails the step; go test writes it under
 # <package>/testdata/fuzz/<target>/, where it then runs as a regression
 # seed with the normal tests.
 set -euo pipefail

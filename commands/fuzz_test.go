@@ -114,8 +114,10 @@ func FuzzArgs(f *testing.F) {
 const fuzzSecret = "Hunter2SeededPassw0rd"
 
 // FuzzRouter: any message, from any user in any channel, gets exactly one
-// reply and a known outcome, never a panic; and a KEY=value word's value
-// never reaches the audit log.
+// reply and a known outcome, never a panic; runs an operator's command only
+// for an operator, where such commands may run, and a command that needs
+// a confirmation never at once; and a KEY=value word's value never reaches
+// the audit log.
 func FuzzRouter(f *testing.F) {
 	for _, l := range chatLines {
 		f.Add(l, uint8(0))
@@ -138,6 +140,11 @@ func FuzzRouter(f *testing.F) {
 		out := fx.rt.Execute(context.Background(), chat.Message{ID: "m1", Text: text, User: user, Channel: channel, ThreadID: "t1"})
 		if !slices.Contains([]Outcome{OK, Failed, Refused, Unknown, Internal, Pending}, out) {
 			t.Fatalf("%q: outcome %q", text, out)
+		}
+		// restart and purge are for operators, in ~ops or direct
+		// messages; purge asks for a confirmation first.
+		if len(fx.ran) > 0 && (user == mel || channel == town || strings.HasPrefix(fx.ran[0], "purge")) {
+			t.Fatalf("%q by %s in %+v ran %q", text, user.Username, channel, fx.ran)
 		}
 		posts := fx.rec.Posts()
 		if len(posts) != 1 || strings.TrimSpace(posts[0].Text) == "" || posts[0].ReplyTo != "m1" {
