@@ -277,16 +277,6 @@ type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 
-func TestLimitsValidate(t *testing.T) {
-	if err := (Limits{}).Validate("x"); err != nil {
-		t.Fatalf("zero limits: %v", err)
-	}
-	err := Limits{Total: -1, PerAddress: -2}.Validate("notifications.unverified_bodies")
-	if err == nil || !strings.Contains(err.Error(), "notifications.unverified_bodies.total") || !strings.Contains(err.Error(), "notifications.unverified_bodies.per_address") {
-		t.Fatalf("err = %v", err)
-	}
-}
-
 func TestClientKey(t *testing.T) {
 	for in, want := range map[string]string{
 		"127.0.0.1:5555":             "127.0.0.1",

@@ -44,8 +44,8 @@ const bodyChunk = 64 << 10
 // MaxBody of memory each. A request beyond a cap gets 503 with
 // Retry-After at once, before any of its body is read. (gitlab, nextcloud
 // and slack sources are checked on their headers or path before the body
-// is read, so strangers never reach these caps' bodies there.) A zero
-// field takes its default.
+// is read, so strangers never reach these caps' bodies there.) A field of
+// 0 or less takes its default.
 type Limits struct {
 	Total      int `yaml:"total"`       // in all; default 16
 	PerSource  int `yaml:"per_source"`  // per source name; default 8
@@ -68,20 +68,6 @@ func (l Limits) withDefaults() Limits {
 		l.PerAddress = DefaultLimits.PerAddress
 	}
 	return l
-}
-
-// Validate reports negative caps, naming the keys under prefix.
-func (l Limits) Validate(prefix string) error {
-	var errs []error
-	for _, f := range []struct {
-		key string
-		v   int
-	}{{"total", l.Total}, {"per_source", l.PerSource}, {"per_address", l.PerAddress}} {
-		if f.v < 0 {
-			errs = append(errs, fmt.Errorf("%s.%s: must be 0 (the default) or more, not %d", prefix, f.key, f.v))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // ServerOptions configure a Server.
@@ -131,9 +117,6 @@ func NewServer(o ServerOptions) (*Server, error) {
 		unsigned: newAdmission(o.Limits.withDefaults()), bodyWait: o.BodyTimeout}
 	if s.bodyWait <= 0 {
 		s.bodyWait = DefaultBodyTimeout
-	}
-	if err := o.Limits.Validate("limits"); err != nil {
-		return nil, fmt.Errorf("webhook server: %w", err)
 	}
 	if s.log == nil {
 		s.log = slog.Default()
