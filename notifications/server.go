@@ -198,6 +198,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	headerChecked := !src.signsBody()
+	verified := func() {} // gives back the place of an unverified body
 	if headerChecked {
 		// A token or path secret: check it before reading any body, so a
 		// stranger's body is never read at all.
@@ -220,7 +221,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "busy: too many requests being read, try again later", http.StatusServiceUnavailable)
 			return
 		}
-		defer s.unsigned.leave(src.Name, addr)
+		// Given back once the signature is checked, or however the
+		// request ends; not held while the event is stored.
+		verified = sync.OnceFunc(func() { s.unsigned.leave(src.Name, addr) })
+		defer verified()
 	}
 	body, err := s.readBody(raw, r)
 	if err != nil {
@@ -248,6 +252,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "signature check failed", http.StatusUnauthorized)
 			return
 		}
+		verified()
 	}
 	ev, err := src.parse(r.Header, body, now, false)
 	if err != nil {
