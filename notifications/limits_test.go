@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,7 +229,7 @@ func TestServerBodyTimeout(t *testing.T) {
 	fmt.Fprintf(c, "POST /hooks/src-generic HTTP/1.1\r\nHost: x\r\n%s: %s\r\n%s: %s\r\nContent-Length: %d\r\n\r\n",
 		HeaderTimestamp, h.Get(HeaderTimestamp), HeaderSignature, h.Get(HeaderSignature), len(body))
 	start := time.Now()
-	for part := range slicesChunk(body, bodyChunk) {
+	for part := range slices.Chunk(body, bodyChunk) {
 		if _, err := c.Write(part); err != nil {
 			t.Fatal(err)
 		}
@@ -238,18 +239,6 @@ func TestServerBodyTimeout(t *testing.T) {
 		t.Fatalf("slow steady body: HTTP %d, want 202", resp.StatusCode)
 	}
 	t.Logf("a 256 KiB body sent over %v was accepted (timeout %v per 64 KiB)", time.Since(start).Round(time.Millisecond), time.Second)
-}
-
-func slicesChunk(b []byte, n int) func(func([]byte) bool) {
-	return func(yield func([]byte) bool) {
-		for len(b) > 0 {
-			k := min(n, len(b))
-			if !yield(b[:k]) {
-				return
-			}
-			b = b[k:]
-		}
-	}
 }
 
 // readBody allocates as the bytes arrive: a request that announces 1 MiB
