@@ -230,6 +230,9 @@ type Notifications struct {
 	// Alerts are the built-in ones: a minion's container died, restarts in
 	// a loop or is unhealthy, and maintenance reports, to the ops channel.
 	Alerts Alerts `yaml:"alerts"`
+	// UnverifiedBodies caps the bodies read before their signature can be
+	// checked (github, gitea, generic); 0 takes the default.
+	UnverifiedBodies notifications.Limits `yaml:"unverified_bodies"`
 }
 
 // Gateway puts every web minion at https://<subdomain>.<domain>, with

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/summoner-bot/summoner/notifications"
 )
 
 const token = "tok-4f9a8b7c6d5e4f3a"
@@ -494,6 +496,11 @@ func TestNotificationsSection(t *testing.T) {
 		t.Error("a source's secret prints")
 	}
 
+	c, err = loadBody(t, "notifications:\n  unverified_bodies: {total: 32, per_address: 2}\n", nil, ForShell)
+	if err != nil || c.Notifications.UnverifiedBodies != (notifications.Limits{Total: 32, PerAddress: 2}) {
+		t.Fatalf("unverified_bodies = %+v, %v", c.Notifications.UnverifiedBodies, err)
+	}
+
 	bad := []struct{ name, file, want string }{
 		{"unknown kind", "notifications:\n  sources:\n    - {name: x, kind: jenkins, secret: 0123456789abcdef}\n", `unknown kind "jenkins"`},
 		{"short secret", "notifications:\n  sources:\n    - {name: x, kind: github, secret: short}\n", "secret must be at least 16"},
@@ -501,6 +508,7 @@ func TestNotificationsSection(t *testing.T) {
 		{"bad template", "notifications:\n  sources:\n    - {name: x, kind: github, secret: 0123456789abcdef}\n  recipes:\n    - {name: broken, source: x, actions: [{post: {channel: a, template: \"{{.Title\"}}]}\n", "broken"},
 		{"unknown key", "notifications:\n  recipes:\n    - {name: r, source: docker, filter: x, actions: [{post: {channel: a, template: x}}]}\n", "filter"},
 		{"callback without http", "http:\n  listen: \"\"\nchat:\n  callback_url: http://127.0.0.1:8079\n", "http.listen, which is off"},
+		{"negative cap", "notifications:\n  unverified_bodies: {per_source: -1}\n", "notifications.unverified_bodies.per_source: must be 0 (the default) or more, not -1"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

@@ -244,6 +244,15 @@ func (l *loader) validateNotifications(c *Config) {
 			l.add("notifications.recipes", "%s", line)
 		}
 	}
+	ub := n.UnverifiedBodies
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"total", ub.Total}, {"per_source", ub.PerSource}, {"per_address", ub.PerAddress}} {
+		if f.v < 0 {
+			l.add("notifications.unverified_bodies."+f.key, "must be 0 (the default) or more, not %d", f.v)
+		}
+	}
 	a := n.Alerts
 	if a.Channel != "" && !handleRE.MatchString(strings.TrimPrefix(a.Channel, "~")) {
 		l.add("notifications.alerts.channel", "%q is not a channel handle", a.Channel)

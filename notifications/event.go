@@ -9,9 +9,11 @@ import (
 // recipes can filter on the same fields whatever sent it.
 type Event struct {
 	// ID is unique per delivery: the provider's delivery id when it sends
-	// one (X-GitHub-Delivery, X-Gitlab-Event-UUID, X-Gitea-Delivery), else
-	// a hash of the source and the body. A second delivery with the same
-	// ID is a replay and is dropped.
+	// one (X-GitHub-Delivery, X-Gitlab-Event-UUID, X-Gitea-Delivery), a
+	// hash of the signed timestamp and body for generic sources, a random
+	// one for slack and nextcloud, else a hash of the source and the body.
+	// A second delivery with the same ID (or replay key, see
+	// Source.ReplayKeys) is a replay and is dropped.
 	ID       string    `json:"id"`
 	Source   string    `json:"source"`  // the configured source's name
 	Kind     string    `json:"kind"`    // gitlab, github, gitea, nextcloud, generic, slack, docker, maintenance

@@ -84,6 +84,13 @@ func fuzzParse(f *testing.F, kind string) {
 			t.Fatal("the payload was not kept as received")
 		}
 		again, err := src.Parse(h, body, testNow)
+		if kind == KindSlack || kind == KindNextcloud {
+			// Each request is its own event: only the ID differs.
+			if again.ID == ev.ID {
+				t.Fatalf("two requests share the ID %s", ev.ID)
+			}
+			again.ID = ev.ID
+		}
 		if err != nil || !reflect.DeepEqual(again, ev) {
 			t.Fatalf("a second parse differs: %+v, %v", again, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -141,6 +142,11 @@ func TestServer(t *testing.T) {
 				if tc.method == "" {
 					tc.method = http.MethodPost
 				}
+				if tc.name == "replay" && (kind == KindSlack || kind == KindNextcloud) {
+					// Neither names a delivery or a time: a repeat is a
+					// second event (a second "disk full" alert).
+					tc.want, tc.wantBody = http.StatusAccepted, `{"accepted":true}`
+				}
 				stale := !tc.at.Equal(testNow)
 				if stale && kind != KindGeneric {
 					t.Skip("only the generic kind signs a time")
@@ -163,16 +169,28 @@ func TestServer(t *testing.T) {
 		}
 	}
 
-	// Each kind's good request, and only it, reached the consumer and the store.
-	if len(x.got) != len(allKinds) {
-		t.Fatalf("consumer got %d events, want %d: %+v", len(x.got), len(allKinds), x.got)
+	// Each kind's good request, and only it (and slack's and nextcloud's
+	// repeat), reached the consumer and the store.
+	var sources []string
+	for _, kind := range allKinds {
+		sources = append(sources, "src-"+kind)
+		if kind == KindSlack || kind == KindNextcloud {
+			sources = append(sources, "src-"+kind)
+		}
+	}
+	var got []string
+	for _, ev := range x.got {
+		got = append(got, ev.Source)
+	}
+	if !slices.Equal(got, sources) {
+		t.Fatalf("consumer got events from %q, want %q", got, sources)
 	}
 	pending, err := x.srv.store.Pending()
-	if err != nil || len(pending) != len(allKinds) {
-		t.Fatalf("store holds %d events (%v), want %d", len(pending), err, len(allKinds))
+	if err != nil || len(pending) != len(sources) {
+		t.Fatalf("store holds %d events (%v), want %d", len(pending), err, len(sources))
 	}
 	for i, ev := range x.got {
-		if pending[i].ID != ev.ID || ev.Source != "src-"+allKinds[i] {
+		if pending[i].ID != ev.ID {
 			t.Errorf("event %d: consumer %s/%s, store %s", i, ev.Source, ev.ID, pending[i].ID)
 		}
 	}
@@ -240,4 +258,57 @@ func (b neverEnding) Read(p []byte) (int, error) {
 		p[i] = byte(b)
 	}
 	return len(p), nil
+}
+
+// A repeated event is not a replay: the same generic alert signed at four
+// times is four events, a slack or nextcloud repeat is a second event;
+// but the same signed request again, or a github, gitea or gitlab body
+// resent under a new delivery id, is a replay.
+func TestServerRepeats(t *testing.T) {
+	x := newTestServer(t)
+	send := func(kind string, body []byte, at time.Time, delivery string) int {
+		t.Helper()
+		h, ps := goodHeaders(kind, testSecret, body, at)
+		for k, v := range sampleFor[kind].header {
+			h.Set(k, v)
+		}
+		for _, k := range []string{"X-GitHub-Delivery", "X-Gitea-Delivery", "X-Gitlab-Event-UUID"} {
+			h.Set(k, delivery)
+		}
+		p := "/hooks/src-" + kind
+		if ps != "" {
+			p += "/" + ps
+		}
+		code, _ := x.post(t, http.MethodPost, p, h, body)
+		return code
+	}
+	alert := []byte(`{"type":"alert","title":"disk full on db1"}`)
+	for i := range 4 {
+		if code := send(KindGeneric, alert, testNow.Add(-time.Duration(i)*time.Second), ""); code != http.StatusAccepted {
+			t.Errorf("generic alert signed at -%ds: HTTP %d, want 202", i, code)
+		}
+	}
+	if code := send(KindGeneric, alert, testNow, ""); code != http.StatusOK {
+		t.Errorf("the same signed generic request again: HTTP %d, want 200 (duplicate)", code)
+	}
+	for _, kind := range []string{KindSlack, KindNextcloud} {
+		body := readSample(t, sampleFor[kind].file)
+		for i := range 2 {
+			if code := send(kind, body, testNow, ""); code != http.StatusAccepted {
+				t.Errorf("%s body, time %d: HTTP %d, want 202", kind, i+1, code)
+			}
+		}
+	}
+	for _, kind := range []string{KindGitHub, KindGitea, KindGitLab} {
+		body := readSample(t, sampleFor[kind].file)
+		if code := send(kind, body, testNow, "first-"+kind); code != http.StatusAccepted {
+			t.Errorf("%s first delivery: HTTP %d, want 202", kind, code)
+		}
+		if code := send(kind, body, testNow, "second-"+kind); code != http.StatusOK {
+			t.Errorf("%s body under a new delivery id: HTTP %d, want 200 (duplicate)", kind, code)
+		}
+	}
+	if want := 4 + 2*2 + 3; len(x.got) != want {
+		t.Fatalf("%d events reached the recipes, want %d", len(x.got), want)
+	}
 }

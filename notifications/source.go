@@ -1,6 +1,7 @@
 package notifications
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -122,15 +123,61 @@ func (s Source) parse(h http.Header, body []byte, now time.Time, copyBody bool) 
 	if err != nil {
 		return ev, &ParseError{Source: s.Name, Err: err}
 	}
-	if ev.ID == "" || len(ev.ID) > 128 {
+	switch {
+	case s.Kind == KindGeneric:
+		// The signed timestamp is part of the ID: the same alert sent
+		// again later is a new event, and only the same signed request
+		// (refused anyway once its timestamp is past MaxSkew) is a replay.
+		ev.ID = s.Kind + ":" + hashHex(s.Name, []byte(h.Get(HeaderTimestamp)), body)
+	case s.Kind == KindSlack || s.Kind == KindNextcloud:
+		// Neither sends a delivery id nor a signed time, and their secret
+		// is static: whoever holds it can send anything, so refusing a
+		// repeated body would protect nothing and drop a genuine second
+		// "disk full" alert. Each request is its own event.
+		ev.ID = s.Kind + ":" + rand.Text()
+	case ev.ID == "" || len(ev.ID) > 128:
 		// No (usable) delivery id: the same body from the same source is
 		// the same event, so a retry still de-duplicates.
-		sum := sha256.Sum256(append([]byte(s.Name+"\x00"), body...))
-		ev.ID = "sha256:" + hex.EncodeToString(sum[:])
-	} else {
+		ev.ID = bodyKey(s.Name, body)
+	default:
 		ev.ID = s.Kind + ":" + ev.ID
 	}
 	return ev, nil
+}
+
+// ReplayKeys are the keys besides ev.ID that mark a repeat of this
+// request as a replay (Store.Accept takes them). GitHub, Gitea and GitLab
+// send their delivery id in a header their signature does not cover
+// (GitLab's token is static), so a captured body resent under a new
+// delivery id is recognised by the body's hash; two genuine events never
+// share a body, since each names its own delivery, commit or time.
+func (s Source) ReplayKeys(ev Event, body []byte) []string {
+	switch s.Kind {
+	case KindGitHub, KindGitea, KindGitLab:
+		if k := bodyKey(s.Name, body); k != ev.ID {
+			return []string{k}
+		}
+	}
+	return nil
+}
+
+// bodyKey is the ID of a body from a source without a delivery id; the
+// same form as before ReplayKeys, so a store written earlier still knows
+// the bodies it saw.
+func bodyKey(source string, body []byte) string {
+	return "sha256:" + hashHex(source, body)
+}
+
+// hashHex is the SHA-256 of the source's name, then of each part after a
+// NUL (no name or timestamp holds one, so no two lists hash alike).
+func hashHex(source string, parts ...[]byte) string {
+	h := sha256.New()
+	h.Write([]byte(source))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func shortRef(ref string) string {

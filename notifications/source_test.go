@@ -3,13 +3,16 @@ package notifications
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-playground/webhooks/v6/gitea"
 	"github.com/go-playground/webhooks/v6/github"
@@ -111,8 +114,8 @@ func TestParse(t *testing.T) {
 				t.Errorf("source/kind/received/payload not kept: %+v", got)
 			}
 			if tc.want.ID == "" {
-				if !strings.HasPrefix(got.ID, "sha256:") {
-					t.Errorf("ID = %q, want a body hash", got.ID)
+				if !strings.HasPrefix(got.ID, tc.kind+":") {
+					t.Errorf("ID = %q, want %s:...", got.ID, tc.kind)
 				}
 				tc.want.ID = got.ID
 			}
@@ -125,13 +128,58 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestParseHashID(t *testing.T) {
+// Which repeats of a request are replays: for generic sources only the
+// same signed request; for slack and nextcloud none; for github, gitea and
+// gitlab also the same body under a new delivery id.
+func TestParseReplayIDs(t *testing.T) {
 	body := readSample(t, "generic_deploy.json")
-	a, _ := Source{Name: "a", Kind: KindGeneric}.Parse(http.Header{}, body, testNow)
-	a2, _ := Source{Name: "a", Kind: KindGeneric}.Parse(http.Header{}, body, testNow.Add(1))
-	b, _ := Source{Name: "b", Kind: KindGeneric}.Parse(http.Header{}, body, testNow)
-	if a.ID != a2.ID || a.ID == b.ID {
-		t.Fatalf("hash IDs: same source %q/%q, other source %q", a.ID, a2.ID, b.ID)
+	other := []byte(`{"type":"deploy","title":"another"}`)
+	type req struct {
+		source, delivery string
+		body             []byte
+		at               time.Time
+	}
+	for _, tc := range []struct {
+		kind   string
+		a, b   req
+		replay bool // b is a replay of a
+	}{
+		{KindGeneric, req{"a", "", body, testNow}, req{"a", "", body, testNow}, true},
+		{KindGeneric, req{"a", "", body, testNow}, req{"a", "", body, testNow.Add(time.Second)}, false},
+		{KindGeneric, req{"a", "", body, testNow}, req{"b", "", body, testNow}, false},
+		{KindGeneric, req{"a", "", body, testNow}, req{"a", "", other, testNow}, false},
+		{KindSlack, req{"a", "", []byte(`{"text":"disk full on db1"}`), testNow}, req{"a", "", []byte(`{"text":"disk full on db1"}`), testNow}, false},
+		{KindNextcloud, req{"a", "", readSample(t, "nextcloud_node_created.json"), testNow}, req{"a", "", readSample(t, "nextcloud_node_created.json"), testNow}, false},
+		{KindGitHub, req{"a", "d-1", readSample(t, "github_push.json"), testNow}, req{"a", "d-1", readSample(t, "github_push.json"), testNow}, true},
+		{KindGitHub, req{"a", "d-1", readSample(t, "github_push.json"), testNow}, req{"a", "d-2", readSample(t, "github_push.json"), testNow}, true},
+		{KindGitHub, req{"a", "d-1", readSample(t, "github_push.json"), testNow}, req{"a", "d-1", readSample(t, "github_workflow_run_success.json"), testNow}, true},
+		{KindGitHub, req{"a", "d-1", readSample(t, "github_push.json"), testNow}, req{"a", "d-2", readSample(t, "github_workflow_run_success.json"), testNow}, false},
+		{KindGitHub, req{"a", "", readSample(t, "github_push.json"), testNow}, req{"a", "", readSample(t, "github_push.json"), testNow}, true},
+		{KindGitea, req{"a", "g-1", readSample(t, "gitea_push.json"), testNow}, req{"a", "g-2", readSample(t, "gitea_push.json"), testNow}, true},
+		{KindGitLab, req{"a", "u-1", readSample(t, "gitlab_push.json"), testNow}, req{"a", "u-2", readSample(t, "gitlab_push.json"), testNow}, true},
+		{KindGitLab, req{"a", "u-1", readSample(t, "gitlab_push.json"), testNow}, req{"b", "u-2", readSample(t, "gitlab_push.json"), testNow}, false},
+	} {
+		name := fmt.Sprintf("%s/%s %s %d→%s %s %d", tc.kind, tc.a.source, tc.a.delivery, tc.a.at.Unix(), tc.b.source, tc.b.delivery, tc.b.at.Unix())
+		t.Run(name, func(t *testing.T) {
+			keys := func(r req) []string {
+				src := Source{Name: r.source, Kind: tc.kind, Secret: testSecret}
+				h := Sign(testSecret, r.body, r.at)
+				for _, k := range []string{"X-GitHub-Delivery", "X-Gitea-Delivery", "X-Gitlab-Event-UUID"} {
+					h.Set(k, r.delivery)
+				}
+				h.Set("X-GitHub-Event", "push")
+				ev, err := src.Parse(h, r.body, testNow)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append([]string{ev.ID}, src.ReplayKeys(ev, r.body)...)
+			}
+			a, b := keys(tc.a), keys(tc.b)
+			shared := slices.ContainsFunc(b, func(k string) bool { return slices.Contains(a, k) })
+			if shared != tc.replay {
+				t.Fatalf("keys %q and %q: replay = %v, want %v", a, b, shared, tc.replay)
+			}
+		})
 	}
 }
 

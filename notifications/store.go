@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,9 @@ import (
 // KeepSeen is how long the ID of a delivered event is remembered, so that
 // a provider's late retry is still recognised as a replay.
 const KeepSeen = 7 * 24 * time.Hour
+
+// pruneEvery is how often a running store forgets the IDs past KeepSeen.
+const pruneEvery = time.Hour
 
 var (
 	bucketEvents = []byte("events") // seq (big-endian) -> Event, accepted and not done
@@ -63,6 +67,7 @@ type Store struct {
 	reqs      chan acceptReq
 	quit      chan struct{} // closed by Close
 	stopped   chan struct{} // closed when the committer has returned
+	pruned    chan struct{} // closed when the pruner has returned
 	closeOnce sync.Once
 }
 
@@ -70,12 +75,18 @@ type Store struct {
 // key, or, once Done, when it was done.
 type idState struct {
 	seq      uint64
-	accepted int64 // Unix ms
-	done     int64 // Unix ms; 0 while pending
+	accepted int64    // Unix ms
+	done     int64    // Unix ms; 0 while pending
+	also     []string // the event's replay keys, on its ID's entry only
 }
 
-// OpenStore opens or creates the store at path.
+// OpenStore opens or creates the store at path. The store prunes itself
+// every hour until Close.
 func OpenStore(path string, log *slog.Logger) (*Store, error) {
+	return openStore(path, log, pruneEvery)
+}
+
+func openStore(path string, log *slog.Logger, every time.Duration) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -95,7 +106,7 @@ func OpenStore(path string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("opening the event store %s: %w", path, err)
 	}
 	s := &Store{db: db, log: log, now: time.Now, known: map[string]idState{},
-		reqs: make(chan acceptReq, maxGroup), quit: make(chan struct{}), stopped: make(chan struct{})}
+		reqs: make(chan acceptReq, maxGroup), quit: make(chan struct{}), stopped: make(chan struct{}), pruned: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketSeen} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -112,7 +123,27 @@ func OpenStore(path string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("preparing the event store %s: %w", path, err)
 	}
 	go s.committer()
+	go s.pruner(every)
 	return s, nil
+}
+
+// pruner forgets old IDs while the bot runs, so a bot that runs for months
+// holds only the last KeepSeen of them. Close waits for it.
+func (s *Store) pruner(every time.Duration) {
+	defer close(s.pruned)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := s.Prune(); err != nil {
+				// The next tick tries again; nothing is lost meanwhile.
+				s.log.Error("pruning the event store", "err", err)
+			}
+		case <-s.quit:
+			return
+		}
+	}
 }
 
 // load fills the in-memory index from the file: done IDs from "seen",
@@ -137,6 +168,7 @@ func (s *Store) load(tx *bolt.Tx) error {
 		var ev struct {
 			ID       string    `json:"id"`
 			Received time.Time `json:"received"`
+			Also     []string  `json:"also"`
 		}
 		head, _ := splitRecord(v)
 		if len(k) != 8 || json.Unmarshal(head, &ev) != nil || ev.ID == "" {
@@ -147,8 +179,11 @@ func (s *Store) load(tx *bolt.Tx) error {
 		if st.seq != binary.BigEndian.Uint64(k) || st.accepted == 0 {
 			st.accepted = ev.Received.UnixMilli()
 		}
-		st.seq, st.done = binary.BigEndian.Uint64(k), 0
+		st.seq, st.done, st.also = binary.BigEndian.Uint64(k), 0, ev.Also
 		s.known[ev.ID] = st
+		for _, key := range ev.Also {
+			s.known[key] = idState{seq: st.seq, accepted: st.accepted}
+		}
 		return nil
 	})
 }
@@ -161,25 +196,28 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.stopped
+		<-s.pruned
 		err = s.db.Close()
 	})
 	return err
 }
 
 // Accept stores ev durably (the write is synced before it returns) unless
-// its ID was seen before, in which case fresh is false and nothing changes.
+// its ID or one of its replay keys (Source.ReplayKeys) was seen before, in
+// which case fresh is false and nothing changes. The keys are remembered
+// as long as the ID.
 // Concurrent calls share one commit: while one fsync runs, the next calls
 // queue and are written together (group commit), so the fsync cost is paid
 // once per group, not once per webhook, without waiting on a timer.
-func (s *Store) Accept(ev Event) (fresh bool, err error) {
+func (s *Store) Accept(ev Event, replayKeys ...string) (fresh bool, err error) {
 	if ev.ID == "" {
 		return false, errors.New("accepting an event: no ID")
 	}
-	v, err := encodeRecord(ev)
+	v, err := encodeRecord(ev, replayKeys)
 	if err != nil {
 		return false, fmt.Errorf("encoding event %s: %w", ev.ID, err)
 	}
-	r := acceptReq{id: ev.ID, v: v, res: make(chan acceptRes, 1)}
+	r := acceptReq{id: ev.ID, also: replayKeys, v: v, res: make(chan acceptRes, 1)}
 	select {
 	case s.reqs <- r:
 	case <-s.quit:
@@ -203,10 +241,14 @@ func (s *Store) Accept(ev Event) (fresh bool, err error) {
 }
 
 type acceptReq struct {
-	id  string
-	v   []byte
-	res chan acceptRes
+	id   string
+	also []string
+	v    []byte
+	res  chan acceptRes
 }
+
+// keys are all the keys that mark r's replays.
+func (r acceptReq) keys() []string { return append([]string{r.id}, r.also...) }
 
 type acceptRes struct {
 	fresh bool
@@ -278,10 +320,13 @@ func (s *Store) commit(group []acceptReq) (fresh []bool, err error) {
 	seqs := make([]uint64, len(group))
 	inGroup := make(map[string]bool, len(group))
 	for i, r := range group {
-		if _, ok := s.known[r.id]; ok || inGroup[r.id] {
+		keys := r.keys()
+		if slices.ContainsFunc(keys, func(k string) bool { _, ok := s.known[k]; return ok || inGroup[k] }) {
 			continue
 		}
-		inGroup[r.id] = true
+		for _, k := range keys {
+			inGroup[k] = true
+		}
 		fresh[i] = true
 	}
 	if len(inGroup) == 0 {
@@ -312,7 +357,10 @@ func (s *Store) commit(group []acceptReq) (fresh []bool, err error) {
 	}
 	for i, r := range group {
 		if fresh[i] {
-			s.known[r.id] = idState{seq: seqs[i], accepted: now}
+			s.known[r.id] = idState{seq: seqs[i], accepted: now, also: r.also}
+			for _, k := range r.also {
+				s.known[k] = idState{seq: seqs[i], accepted: now}
+			}
 		}
 	}
 	return fresh, nil
@@ -341,7 +389,8 @@ func (s *Store) Pending() ([]Event, error) {
 }
 
 // Done records that the event with this ID was handled: it leaves Pending,
-// and its ID is still remembered for KeepSeen. Unknown IDs are no error.
+// and its ID and replay keys are still remembered for KeepSeen. Unknown
+// IDs are no error.
 func (s *Store) Done(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -358,18 +407,30 @@ func (s *Store) Done(id string) error {
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketSeen).Put([]byte(id), rec)
+		for _, k := range append([]string{id}, st.also...) {
+			if err := tx.Bucket(bucketSeen).Put([]byte(k), rec); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("marking event %s done: %w", id, err)
 	}
+	for _, k := range st.also {
+		// A key another event holds (none should) is left to that event.
+		if ks, ok := s.known[k]; ok && ks.seq == st.seq {
+			s.known[k] = idState{seq: st.seq, accepted: st.accepted, done: st.done}
+		}
+	}
+	st.also = nil // the keys now stand on their own, pruned by their time
 	s.known[id] = st
 	return nil
 }
 
-// Prune forgets the IDs of events done more than KeepSeen ago, in memory
-// and in the file; OpenStore calls it, a long-running daemon may call it
-// daily. Pending events are never forgotten.
+// Prune forgets the IDs and replay keys of events done more than KeepSeen
+// ago, in memory and in the file; OpenStore calls it, and the store every
+// hour while open. Pending events are never forgotten.
 func (s *Store) Prune() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -407,14 +468,21 @@ func seqKey(n uint64) []byte {
 	return b
 }
 
+// recordHead is a stored event's fields and its replay keys, which are not
+// the event's business (recipes and forwards never see them).
+type recordHead struct {
+	Event
+	Also []string `json:"also,omitempty"`
+}
+
 // encodeRecord stores an event as its fields in JSON, a newline, then the
 // payload as received: marshalling the payload inside the JSON would
 // check and compact every byte of it again on the hot path, and encoding/json
 // never writes a raw newline, so the first one ends the fields.
-func encodeRecord(ev Event) ([]byte, error) {
+func encodeRecord(ev Event, also []string) ([]byte, error) {
 	payload := ev.Payload
 	ev.Payload = nil
-	head, err := json.Marshal(ev)
+	head, err := json.Marshal(recordHead{Event: ev, Also: also})
 	if err != nil {
 		return nil, err
 	}

@@ -393,3 +393,113 @@ func TestStoreOpensOlderLayout(t *testing.T) {
 		t.Fatalf("pending = %s, want [p2 p3]", got)
 	}
 }
+
+// An event's replay keys mark its replays as its ID does: while pending,
+// once done, across a reopen, and until pruned with the ID.
+func TestStoreReplayKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := openTestStore(t, path)
+	now := testNow
+	s.now = func() time.Time { return now }
+	accept := func(id string, keys ...string) bool {
+		t.Helper()
+		fresh, err := s.Accept(Event{ID: id}, keys...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fresh
+	}
+	if !accept("github:d1", "sha256:body1") {
+		t.Fatal("first delivery not fresh")
+	}
+	for _, tc := range []struct{ id, key string }{
+		{"github:d2", "sha256:body1"}, // the same body under a new delivery id
+		{"github:d1", "sha256:body2"}, // the same delivery id, another body
+		{"sha256:body1", ""},          // the body's hash as an ID (no delivery id)
+	} {
+		var keys []string
+		if tc.key != "" {
+			keys = append(keys, tc.key)
+		}
+		if accept(tc.id, keys...) {
+			t.Errorf("%s %v accepted as fresh while github:d1 is pending", tc.id, keys)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, path)
+	s.now = func() time.Time { return now }
+	if accept("github:d3", "sha256:body1") {
+		t.Fatal("a pending event's replay key forgotten across a reopen")
+	}
+	if err := s.Done("github:d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, path)
+	s.now = func() time.Time { return now }
+	if accept("github:d4", "sha256:body1") {
+		t.Fatal("a done event's replay key forgotten across a reopen")
+	}
+	if got := fmt.Sprint(ids(t, s)); got != "[]" {
+		t.Fatalf("pending = %s, want none", got)
+	}
+	now = testNow.Add(KeepSeen + time.Hour)
+	if err := s.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.known) != 0 {
+		t.Fatalf("after KeepSeen the store still knows %v", s.known)
+	}
+	if !accept("github:d5", "sha256:body1") {
+		t.Fatal("the body's hash still remembered after KeepSeen")
+	}
+}
+
+// The store forgets old IDs while it runs, not only when it opens.
+func TestStorePrunesWhileRunning(t *testing.T) {
+	s, err := openStore(filepath.Join(t.TempDir(), "events.db"), nil, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var clock atomic.Int64
+	clock.Store(testNow.UnixMilli())
+	s.mu.Lock()
+	s.now = func() time.Time { return time.UnixMilli(clock.Load()) }
+	s.mu.Unlock()
+	if _, err := s.Accept(Event{ID: "github:old"}, "sha256:old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Done("github:old"); err != nil {
+		t.Fatal(err)
+	}
+	known := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.known)
+	}
+	if n := known(); n != 2 {
+		t.Fatalf("the store knows %d keys, want 2", n)
+	}
+	clock.Store(testNow.Add(KeepSeen + time.Minute).UnixMilli())
+	deadline := time.Now().Add(30 * time.Second)
+	for known() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the running store never pruned the ID and key done past KeepSeen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Close waits for the pruner.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.pruned:
+	default:
+		t.Fatal("Close returned before the pruner stopped")
+	}
+}

@@ -89,6 +89,17 @@ func (s Source) Verify(h http.Header, body []byte, pathSecret string, now time.T
 	return fail("unknown kind %q", s.Kind)
 }
 
+// signsBody tells whether the kind's check covers the body, which must
+// then be read before the sender is known; the other kinds are checked on
+// a header or the path alone.
+func (s Source) signsBody() bool {
+	switch s.Kind {
+	case KindGitLab, KindNextcloud, KindSlack:
+		return false
+	}
+	return true
+}
+
 func (s Source) checkToken(h http.Header, name string, fail func(string, ...any) error) error {
 	got := h.Get(name)
 	if got == "" {

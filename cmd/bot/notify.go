@@ -134,7 +134,7 @@ func newNotifier(cfg config.Config, ob oncePoster, cmds commandTaker, log *slog.
 		return nil, &configError{msg: "notifications.store_file: " + err.Error()}
 	}
 	n.server, err = notifications.NewServer(notifications.ServerOptions{
-		Sources: n.sources, Store: n.store, Logger: log,
+		Sources: n.sources, Store: n.store, Logger: log, Limits: cfg.Notifications.UnverifiedBodies,
 		OnEvent:  func(notifications.Event) { n.kick() },
 		OnResult: n.delivered,
 	})

@@ -42,6 +42,7 @@ func startHookBot(t *testing.T, e *mmtest.Env, dir string, extra []string, recip
 		"    - {name: gl, kind: gitlab, secret: "+glSecret+"}\n"+
 		"    - {name: gh, kind: github, secret: "+ghSecret+"}\n"+
 		"    - {name: tool, kind: slack, secret: "+slackSecret+"}\n"+
+		"    - {name: alerts, kind: generic, secret: "+genericSecret+"}\n"+
 		"  recipes:\n"+recipesYAML)
 	b := &hookBot{addr: freePort(t)}
 	b.env = append([]string{
