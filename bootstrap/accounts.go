@@ -19,11 +19,13 @@ import (
 	"github.com/mattermost/mattermost-server/v6/model"
 )
 
-// Accounts creates what Summoner needs inside a fresh Mattermost: the first
-// admin (with a generated password, shown once), the team and the ops
-// channel, the settings a bot needs (through the config API), the bot
-// account with its personal access token, and the team's /summon slash
-// command. It keeps the secrets in a JSON state file of mode 0600, so a
+// Accounts creates what Summoner needs inside a fresh Mattermost, over
+// loopback while Mattermost has no public route: the first admin (with a
+// generated password, shown once), the settings a bot needs and open
+// registration off (through the config API), an invite-only team and a
+// private ops channel, the bot account with its personal access token, and
+// the team's /summon slash command. An existing open team is made
+// invite-only; an existing public ops channel is reported, not converted. It keeps the secrets in a JSON state file of mode 0600, so a
 // second run logs in with them and changes nothing, and hands them to the
 // next step through Result.
 //
@@ -104,7 +106,7 @@ func (a *Accounts) Title() string {
 
 // Plan implements Planner.
 func (a *Accounts) Plan(context.Context) string {
-	return fmt.Sprintf("create the admin %s, team %s with channel %s, bot @%s and its token, and /%s calling %s (secrets in %s, mode 0600)",
+	return fmt.Sprintf("create the admin %s over loopback, close registration, invite-only team %s with private channel %s, bot @%s and its token, and /%s calling %s (secrets in %s, mode 0600)",
 		a.adminUsername(), a.Team, a.OpsChannel, a.BotUsername, slashTrigger, a.CallbackURL, a.StatePath)
 }
 
@@ -156,11 +158,14 @@ func (a *Accounts) Done(ctx context.Context) (bool, string, error) {
 		return false, "cannot read the config: " + apiWhy(err), nil
 	}
 	if off := a.settingsOff(cfg); len(off) > 0 {
-		return false, "settings off: " + strings.Join(off, ", "), nil
+		return false, "settings to change: " + strings.Join(off, ", "), nil
 	}
 	team, _, err := c.GetTeamByName(a.Team, "")
 	if err != nil {
 		return false, "no team " + a.Team, nil
+	}
+	if teamOpen(team) {
+		return false, "team " + a.Team + " is open to every account on the server", nil
 	}
 	ch, _, err := c.GetChannelByName(a.OpsChannel, team.Id, "")
 	if err != nil {
@@ -187,8 +192,22 @@ func (a *Accounts) Done(ctx context.Context) (bool, string, error) {
 	if cmd == nil || cmd.Trigger != slashTrigger || !a.commandRight(cmd) || cmd.Token != st.SlashToken {
 		return false, "no /" + slashTrigger + " command calling " + a.CallbackURL, nil
 	}
-	return true, fmt.Sprintf("admin %s, team %s, channel %s, bot @%s with a working token, /%s calls %s",
-		st.AdminUsername, a.Team, a.OpsChannel, a.BotUsername, slashTrigger, a.CallbackURL), nil
+	what := fmt.Sprintf("admin %s, registration closed, invite-only team %s, private channel %s, bot @%s with a working token, /%s calls %s",
+		st.AdminUsername, a.Team, a.OpsChannel, a.BotUsername, slashTrigger, a.CallbackURL)
+	if ch.Type == model.ChannelTypeOpen {
+		what = strings.Replace(what, "private channel", "channel", 1) + "; " + a.publicChannel()
+	}
+	return true, what, nil
+}
+
+// teamOpen: any account on the server may join the team by itself.
+func teamOpen(t *model.Team) bool { return t.Type != model.TeamInvite || t.AllowOpenInvite }
+
+// publicChannel is the warning about an ops channel that is public. The
+// step does not convert it: its members would lose nothing, but people
+// who read it without being members would, and that is the owner's call.
+func (a *Accounts) publicChannel() string {
+	return fmt.Sprintf("⚠ channel %s is public: everyone in team %s can read the reports; make it private in Mattermost (channel menu > Convert to Private Channel), bootstrap does not convert it", a.OpsChannel, a.Team)
 }
 
 // Apply makes what is missing, in order, writing the state file as soon as
@@ -318,13 +337,23 @@ func (a *Accounts) ensureAdmin(c *model.Client4, st *accountsState, say func(str
 // noAccounts asks the server whether it has no accounts yet (the first
 // account made becomes system admin), without logging in.
 func (a *Accounts) noAccounts(c *model.Client4) (bool, error) {
+	none, err := noAccounts(c)
+	var se *StepError
+	if err != nil && !errors.As(err, &se) {
+		return false, a.apiFail(err, "asking whether it has accounts")
+	}
+	return none, err
+}
+
+// noAccounts asks a Mattermost server whether it has no accounts yet.
+func noAccounts(c *model.Client4) (bool, error) {
 	cfg, _, err := c.GetOldClientConfig("")
 	if err != nil {
-		return false, a.apiFail(err, "asking whether it has accounts")
+		return false, err
 	}
 	v, ok := cfg["NoAccounts"]
 	if !ok {
-		return false, Failf("report this with Mattermost's version", "Mattermost at %s does not say whether it has accounts", a.URL)
+		return false, Failf("report this with Mattermost's version", "Mattermost at %s does not say whether it has accounts", c.URL)
 	}
 	return v == "true", nil
 }
@@ -349,27 +378,32 @@ func (a *Accounts) ensureSettings(c *model.Client4, say func(string, ...any)) er
 	if still := a.settingsOff(got); len(still) > 0 {
 		// An MM_* environment variable or a read-only config wins over
 		// the API.
-		return Failf("remove the MM_* variables or the read-only config that set them, or turn them on there, then run `summoner bootstrap` again",
-			"Mattermost kept these settings off after the update: %s", strings.Join(still, ", "))
+		return Failf("remove the MM_* variables or the read-only config that set them, or set them there, then run `summoner bootstrap` again",
+			"Mattermost kept these settings as they were after the update: %s", strings.Join(still, ", "))
 	}
-	say("turned on %s", strings.Join(off, ", "))
+	say("set %s", strings.Join(off, ", "))
 	return nil
 }
 
-// settingsOff lists the settings that are not as the bot needs them.
+// settingsOff lists the settings that are not as bootstrap needs them:
+// what a bot needs on, and registration closed to strangers.
 func (a *Accounts) settingsOff(cfg *model.Config) []string {
 	var off []string
 	s := cfg.ServiceSettings
 	for _, b := range []struct {
 		name string
 		v    *bool
+		want bool
 	}{
-		{"bot accounts", s.EnableBotAccountCreation},
-		{"personal access tokens", s.EnableUserAccessTokens},
-		{"incoming webhooks", s.EnableIncomingWebhooks},
-		{"slash commands", s.EnableCommands},
+		{"bot accounts on", s.EnableBotAccountCreation, true},
+		{"personal access tokens on", s.EnableUserAccessTokens, true},
+		{"incoming webhooks on", s.EnableIncomingWebhooks, true},
+		{"slash commands on", s.EnableCommands, true},
+		// Set false explicitly, not left to the default: without an
+		// invitation nobody may make an account.
+		{"open registration off (EnableOpenServer)", cfg.TeamSettings.EnableOpenServer, false},
 	} {
-		if b.v == nil || !*b.v {
+		if b.v == nil || *b.v != b.want {
 			off = append(off, b.name)
 		}
 	}
@@ -386,6 +420,7 @@ func (a *Accounts) turnOn(cfg *model.Config) {
 	s.EnableUserAccessTokens = model.NewBool(true)
 	s.EnableIncomingWebhooks = model.NewBool(true)
 	s.EnableCommands = model.NewBool(true)
+	cfg.TeamSettings.EnableOpenServer = model.NewBool(false)
 	host, _ := callbackHost(a.CallbackURL)
 	if host != "" && !hostAllowed(s.AllowedUntrustedInternalConnections, host) {
 		have := ""
@@ -433,10 +468,18 @@ func (a *Accounts) ensureTeam(c *model.Client4, admin *model.User, say func(stri
 		if status(resp) != http.StatusNotFound {
 			return nil, a.apiFail(err, "looking up team %s", a.Team)
 		}
-		if team, _, err = c.CreateTeam(&model.Team{Name: a.Team, DisplayName: orDefault(a.TeamDisplayName, a.Team), Type: model.TeamOpen}); err != nil {
+		if team, _, err = c.CreateTeam(&model.Team{Name: a.Team, DisplayName: orDefault(a.TeamDisplayName, a.Team), Type: model.TeamInvite}); err != nil {
 			return nil, a.apiFail(err, "creating team %s", a.Team)
 		}
-		say("created team %s", a.Team)
+		say("created team %s, invite-only", a.Team)
+	}
+	if teamOpen(team) {
+		// Open, any account could join and read it; the coming single
+		// sign-on trusts team membership. Closing it removes no member.
+		if team, _, err = c.UpdateTeamPrivacy(team.Id, model.TeamInvite); err != nil {
+			return nil, a.apiFail(err, "making team %s invite-only", a.Team)
+		}
+		say("team %s was open to every account on the server: made it invite-only (its members stay)", a.Team)
 	}
 	if _, _, err := c.AddTeamMember(team.Id, admin.Id); err != nil {
 		return nil, a.apiFail(err, "adding %s to team %s", admin.Username, a.Team)
@@ -450,11 +493,13 @@ func (a *Accounts) ensureChannel(c *model.Client4, team *model.Team, admin *mode
 		if status(resp) != http.StatusNotFound {
 			return nil, a.apiFail(err, "looking up channel %s", a.OpsChannel)
 		}
-		ch, _, err = c.CreateChannel(&model.Channel{TeamId: team.Id, Name: a.OpsChannel, DisplayName: orDefault(a.OpsDisplayName, a.OpsChannel), Type: model.ChannelTypeOpen})
+		ch, _, err = c.CreateChannel(&model.Channel{TeamId: team.Id, Name: a.OpsChannel, DisplayName: orDefault(a.OpsDisplayName, a.OpsChannel), Type: model.ChannelTypePrivate})
 		if err != nil {
 			return nil, a.apiFail(err, "creating channel %s", a.OpsChannel)
 		}
-		say("created channel %s in team %s", a.OpsChannel, a.Team)
+		say("created private channel %s in team %s", a.OpsChannel, a.Team)
+	} else if ch.Type == model.ChannelTypeOpen {
+		say("%s", a.publicChannel())
 	}
 	if _, _, err := c.AddChannelMember(ch.Id, admin.Id); err != nil {
 		return nil, a.apiFail(err, "adding %s to channel %s", admin.Username, a.OpsChannel)
@@ -611,7 +656,12 @@ func findCommand(cmds []*model.Command, id string) *model.Command {
 // client is a Mattermost client whose requests end with ctx (Client4 v6
 // takes no context).
 func (a *Accounts) client(ctx context.Context) *model.Client4 {
-	base := a.Client
+	return mmClient(ctx, a.Client, a.URL)
+}
+
+// mmClient is a Mattermost client at addr whose requests end with ctx;
+// base nil: one with a 30 s timeout.
+func mmClient(ctx context.Context, base *http.Client, addr string) *model.Client4 {
 	if base == nil {
 		base = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -621,7 +671,7 @@ func (a *Accounts) client(ctx context.Context) *model.Client4 {
 		rt = http.DefaultTransport
 	}
 	hc.Transport = ctxTransport{ctx: ctx, rt: rt}
-	c := model.NewAPIv4Client(strings.TrimRight(a.URL, "/"))
+	c := model.NewAPIv4Client(strings.TrimRight(addr, "/"))
 	c.HTTPClient = &hc
 	return c
 }

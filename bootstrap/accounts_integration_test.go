@@ -111,6 +111,41 @@ func TestAccountsOnRealMattermost(t *testing.T) {
 		t.Error("a second Apply changed the tokens")
 	}
 	acctCounts(t, admin, r)
+	acctClosed(t, admin, a.URL)
+
+	// A team opened and a channel made public by hand: the team is made
+	// invite-only again; the public channel is reported, not converted.
+	team, _, err := admin.GetTeamByName("main", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := admin.UpdateTeamPrivacy(team.Id, model.TeamOpen); err != nil {
+		t.Fatal(err)
+	}
+	ops, _, err := admin.GetChannelByName("ops", team.Id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := admin.UpdateChannelPrivacy(ops.Id, model.ChannelTypeOpen); err != nil {
+		t.Fatal(err)
+	}
+	opened := newStep(statePath)
+	if done, what, err := opened.Done(ctx); done || err != nil || !strings.Contains(what, "team main is open to every account") {
+		t.Fatalf("Done with an open team = %v, %q, %v", done, what, err)
+	}
+	lines = acctApply(t, ctx, opened)
+	warning := "⚠ channel ops is public: everyone in team main can read the reports; make it private in Mattermost (channel menu > Convert to Private Channel), bootstrap does not convert it"
+	if !acctHas(lines, "team main was open to every account on the server: made it invite-only (its members stay)") || !acctHas(lines, warning) {
+		t.Errorf("Apply on an open team and a public channel said:\n%s", strings.Join(acctRedact(lines, opened), "\n"))
+	}
+	done, what, err := opened.Done(ctx)
+	if !done || err != nil || !strings.Contains(what, warning) {
+		t.Errorf("Done with a public ops channel = %v, %q, %v; want done, with the warning", done, what, err)
+	}
+	if ch, _, err := admin.GetChannel(ops.Id, ""); err != nil || ch.Type != model.ChannelTypeOpen {
+		t.Errorf("the public channel was converted: %v", err)
+	}
+	acctClosed(t, admin, a.URL)
 
 	// The bot's token revoked by the admin: not done, and a new one.
 	toks, _, err := admin.GetUserAccessTokensForUser(r.BotUserID, 0, 100)
@@ -208,8 +243,8 @@ func acctBotWorks(t *testing.T, admin *model.Client4, url string, r AccountsResu
 	}
 }
 
-// counts: one admin (the only human), one bot named summoner with one
-// token, one /summon.
+// counts: one admin (the only active human), one bot named summoner with
+// one token, one /summon.
 func acctCounts(t *testing.T, admin *model.Client4, r AccountsResult) {
 	t.Helper()
 	users, _, err := admin.GetUsers(0, 200, "")
@@ -219,6 +254,7 @@ func acctCounts(t *testing.T, admin *model.Client4, r AccountsResult) {
 	var humans, admins, bots []string
 	for _, u := range users {
 		switch {
+		case u.DeleteAt != 0: // deactivated
 		case u.IsBot:
 			bots = append(bots, u.Username)
 		case u.IsSystemAdmin():
@@ -254,6 +290,41 @@ func acctCounts(t *testing.T, admin *model.Client4, r AccountsResult) {
 	}
 	if n != 1 {
 		t.Errorf("%d /summon commands, want 1", n)
+	}
+}
+
+// acctClosed: registration is closed (EnableOpenServer false, a
+// stranger's sign-up refused) and the team is invite-only (an account
+// that is not in it cannot join it by itself).
+func acctClosed(t *testing.T, admin *model.Client4, url string) {
+	t.Helper()
+	cfg, _, err := admin.GetConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := cfg.TeamSettings.EnableOpenServer; v == nil || *v {
+		t.Errorf("EnableOpenServer = %v, want false", v)
+	}
+	_, resp, err := model.NewAPIv4Client(url).CreateUser(&model.User{Username: "stranger", Email: "stranger@example.test", Password: "Stranger-pass-1"})
+	if err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Errorf("a stranger's sign-up: %v, want 403", err)
+	}
+	team, _, err := admin.GetTeamByName("main", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if team.Type != model.TeamInvite || team.AllowOpenInvite {
+		t.Errorf("team main: type %q, open invite %v; want invite-only", team.Type, team.AllowOpenInvite)
+	}
+	name := "outsider" + model.NewId()[:6]
+	u, _, err := admin.CreateUser(&model.User{Username: name, Email: name + "@example.test", Password: "Outsider-pass-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.DeleteUser(u.Id) // deactivated: acctCounts leaves it out
+	oc := acctLogin(t, url, name, "Outsider-pass-1")
+	if _, resp, err := oc.AddTeamMember(team.Id, u.Id); err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Errorf("a non-member joining the team: %v, want 403", err)
 	}
 }
 

@@ -61,6 +61,7 @@ func fakeAccounts(t *testing.T, f *fakeMM) *Accounts {
 	cfg.SetDefaults()
 	cfg.ServiceSettings.EnableBotAccountCreation = model.NewBool(false)
 	cfg.ServiceSettings.AllowedUntrustedInternalConnections = model.NewString("10.0.0.0/8")
+	cfg.TeamSettings.EnableOpenServer = model.NewBool(true) // anyone may register
 	f.cfg = cfg
 	state := filepath.Join(t.TempDir(), "accounts.json")
 	if err := os.WriteFile(state, []byte(`{"admin_username": "admin", "admin_password": "`+testPassword+`"}`), 0o600); err != nil {
@@ -80,7 +81,8 @@ func TestAccountsConfigUpdateRefused(t *testing.T) {
 	if !errors.As(err, &se) {
 		t.Fatalf("Apply: %v, want a StepError", err)
 	}
-	if !strings.Contains(se.Why, "refused the config update") || !strings.Contains(se.Why, "bot accounts") ||
+	if !strings.Contains(se.Why, "refused the config update") || !strings.Contains(se.Why, "bot accounts on") ||
+		!strings.Contains(se.Why, "open registration off (EnableOpenServer)") ||
 		!strings.Contains(se.Why, "untrusted internal connections to 127.0.0.1") || !strings.Contains(se.Why, "403") {
 		t.Errorf("why = %q", se.Why)
 	}
@@ -91,8 +93,8 @@ func TestAccountsConfigUpdateRefused(t *testing.T) {
 		t.Error("the failure shows the admin's password")
 	}
 	done, what, err := a.Done(context.Background())
-	if done || err != nil || !strings.Contains(what, "settings off") {
-		t.Errorf("Done = %v, %q, %v; want not done, settings off", done, what, err)
+	if done || err != nil || !strings.Contains(what, "settings to change") || !strings.Contains(what, "open registration off") {
+		t.Errorf("Done = %v, %q, %v; want not done, settings to change", done, what, err)
 	}
 }
 
@@ -101,7 +103,7 @@ func TestAccountsConfigKeptOff(t *testing.T) {
 	a := fakeAccounts(t, f)
 	err := a.Apply(context.Background(), func(string, ...any) {})
 	var se *StepError
-	if !errors.As(err, &se) || !strings.Contains(se.Why, "kept these settings off") || !strings.Contains(se.Next, "MM_*") {
+	if !errors.As(err, &se) || !strings.Contains(se.Why, "kept these settings as they were") || !strings.Contains(se.Why, "open registration off") || !strings.Contains(se.Next, "MM_*") {
 		t.Fatalf("Apply: %#v, want the settings kept off", err)
 	}
 	if f.updates != 1 {
@@ -117,7 +119,11 @@ func TestAccountsTurnOnKeepsAllowList(t *testing.T) {
 	cfg.SetDefaults()
 	cfg.ServiceSettings.AllowedUntrustedInternalConnections = model.NewString("10.0.0.0/8 gitlab.lan")
 	cfg.ServiceSettings.SiteURL = model.NewString("https://chat.example.test")
+	cfg.TeamSettings.EnableOpenServer = nil // unset: set false explicitly
 	a.turnOn(cfg)
+	if v := cfg.TeamSettings.EnableOpenServer; v == nil || *v {
+		t.Errorf("EnableOpenServer = %v, want false set explicitly", v)
+	}
 	if got := *cfg.ServiceSettings.AllowedUntrustedInternalConnections; got != "10.0.0.0/8 gitlab.lan 127.0.0.1" {
 		t.Errorf("allow list = %q", got)
 	}

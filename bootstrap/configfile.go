@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -237,4 +238,41 @@ func set(m *yaml.Node, path []string, v *yaml.Node) {
 		}
 		m = next
 	}
+}
+
+// KeepConfig sets the config file aside for `bootstrap --uninstall`: it
+// renames it to <path>.<date>.bak (config.yml.2026-12-06.bak) with mode
+// 0600, so the destinations, recipes and key paths it names are not lost.
+// An earlier backup of the same day is never overwritten: the next free
+// name gets a -2, -3… suffix. It returns the new name, "" when there was
+// no file.
+func KeepConfig(path string, now time.Time) (string, error) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("looking at %s: %w", path, err)
+	}
+	// 0600 before the rename: the backup never exists with a wider mode.
+	if err := os.Chmod(path, 0o600); err != nil {
+		return "", fmt.Errorf("setting %s to mode 0600: %w", path, err)
+	}
+	date := now.Format("2006-01-02")
+	for n := 1; n < 1000; n++ {
+		bak := fmt.Sprintf("%s.%s.bak", path, date)
+		if n > 1 {
+			bak = fmt.Sprintf("%s.%s-%d.bak", path, date, n)
+		}
+		// A hard link fails if the name is taken, where a rename would
+		// replace it.
+		if err := os.Link(path, bak); errors.Is(err, fs.ErrExist) {
+			continue
+		} else if err != nil {
+			return "", fmt.Errorf("keeping %s as %s: %w", path, bak, err)
+		}
+		if err := os.Remove(path); err != nil {
+			return "", fmt.Errorf("removing %s once kept as %s: %w", path, bak, err)
+		}
+		return bak, nil
+	}
+	return "", fmt.Errorf("keeping %s: 999 backups of it made on %s already", path, date)
 }

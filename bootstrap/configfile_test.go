@@ -1,11 +1,16 @@
 package bootstrap
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigFileKeepsWhatIsThere(t *testing.T) {
@@ -67,5 +72,39 @@ func TestConfigFileRefusesBrokenYAML(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(path); string(data) != "chat: [unclosed\n" {
 		t.Error("a broken file was overwritten")
+	}
+}
+
+// Uninstall keeps the config: same bytes, mode 0600, a dated name, and an
+// earlier backup of the same day is never overwritten.
+func TestKeepConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yml")
+	day := time.Date(2026, 12, 6, 9, 45, 0, 0, time.UTC)
+	for i, want := range []string{"config.yml.2026-12-06.bak", "config.yml.2026-12-06-2.bak"} {
+		content := []byte(fmt.Sprintf("# run %d\nchat:\n  token: s3cret\nbackups:\n  destinations: [{name: nas}]\n", i))
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		bak, err := KeepConfig(path, day)
+		if err != nil || bak != filepath.Join(dir, want) {
+			t.Fatalf("KeepConfig = %q, %v; want %s", bak, err, want)
+		}
+		got, err := os.ReadFile(bak)
+		if err != nil || !bytes.Equal(got, content) {
+			t.Errorf("%s holds %q, %v; want the config's bytes", want, got, err)
+		}
+		if fi, err := os.Stat(bak); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, %v; want 0600", want, fi.Mode(), err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the config file is still there: %v", err)
+		}
+	}
+	if first, _ := os.ReadFile(filepath.Join(dir, "config.yml.2026-12-06.bak")); !strings.HasPrefix(string(first), "# run 0") {
+		t.Errorf("the first backup was overwritten: %q", first)
+	}
+	if bak, err := KeepConfig(path, day); bak != "" || err != nil {
+		t.Errorf("without a config file: %q, %v", bak, err)
 	}
 }

@@ -202,7 +202,8 @@ type EndpointPath struct {
 // Endpoints lists every summoned minion with its web service, sorted by
 // minion: one whose containers exist but do not run is listed with its
 // state, so the gateway answers with its 503 page rather than a 404.
-// Minions no longer in the catalog are left out. It takes no minion lock,
+// Minions no longer in the catalog, and withheld ones (see Withhold), are
+// left out. It takes no minion lock,
 // so a Gateway may call it from Changed.
 func (e *Engine) Endpoints(ctx context.Context) ([]Endpoint, error) {
 	list, err := e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelMinion))})
@@ -229,6 +230,12 @@ func (e *Engine) Endpoints(ctx context.Context) ([]Endpoint, error) {
 		m, ok := e.cat.Get(mn)
 		if !ok || m.Name != mn {
 			continue
+		}
+		if held, err := e.o.State.Withheld(m.Name); held {
+			if err != nil {
+				e.log.Warn("leaving a minion off the gateway", "minion", m.Name, "err", err)
+			}
+			continue // claimed before public: no route until Publish
 		}
 		s := byMinion[mn]
 		ep := Endpoint{Minion: m.Name, Host: e.hostOf(m), Aliases: slices.Clone(e.o.Hosts[m.Name].Aliases), State: EndpointDown}

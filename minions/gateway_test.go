@@ -119,6 +119,7 @@ type gwFixture struct {
 	e        *minions.Engine
 	gw       *fakeGateway
 	settings map[string]string
+	stateDir string // the engine's StateStore
 }
 
 const gwMirror = "mirror.fake"
@@ -142,7 +143,8 @@ func newGWFixture(t *testing.T, gateway bool) *gwFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx := &gwFixture{f: newFakeDocker(t), settings: map[string]string{"HTTP_PORT": freePort(t), "API_PORT": freePort(t), "SSH_PORT": freePort(t)}}
+	fx := &gwFixture{f: newFakeDocker(t), settings: map[string]string{"HTTP_PORT": freePort(t), "API_PORT": freePort(t), "SSH_PORT": freePort(t)},
+		stateDir: filepath.Join(dir, "state")}
 	fx.f.addresses = true
 	fx.f.registry[gwMirror+"/library/postgres:15.10"] = fakeImage{}
 	for _, v := range []string{"1.0", "1.1"} {
@@ -151,7 +153,7 @@ func newGWFixture(t *testing.T, gateway bool) *gwFixture {
 	fx.f.registry[gwMirror+"/summoner/testapp:1.2"] = fakeImage{exitCode: 1, logs: "config error\n"}
 	o := minions.EngineOptions{
 		Domain: "fake.test", VSRoot: filepath.Join(dir, "volumes"), DBSRoot: filepath.Join(dir, "databases"),
-		Mirror: minions.Mirror{Registry: gwMirror}, State: &minions.StateStore{Dir: filepath.Join(dir, "state")},
+		Mirror: minions.Mirror{Registry: gwMirror}, State: &minions.StateStore{Dir: fx.stateDir},
 		Logger: slog.New(slog.NewTextHandler(testLog{t}, nil)),
 		Hosts:  map[string]minions.HostOverride{routesMinion: {Subdomain: "routes", Aliases: []string{"r.example.org"}}},
 	}

@@ -56,7 +56,8 @@ Flags:
                           (Docker's own, if its apt repository is set up) or
                           none (use the engine that runs; install nothing)
   --dry-run               print what each step would do; change nothing
-  --uninstall             remove what bootstrap created, except data
+  --uninstall             remove what bootstrap created, except data; the
+                          config is kept as config.yml.<date>.bak
   --yes                   answer confirmations up front
 `
 

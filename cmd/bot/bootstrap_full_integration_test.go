@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,37 +62,16 @@ func (b *fullBootstrap) args(extra ...string) []string {
 		"--daemon-json", filepath.Join(b.dir, "daemon.json"), "--docker-packages", "none", "--bot-port", b.botPort}, extra...)
 }
 
-// run runs bootstrap to its end; stop, when set, is called on each output
-// line and may interrupt the run (SIGINT) by returning true.
-func (b *fullBootstrap) run(t *testing.T, stop func(line string) bool, extra ...string) (out string, code int, took time.Duration) {
+// run runs bootstrap to its end, its stdout and stderr in one.
+func (b *fullBootstrap) run(t *testing.T, extra ...string) (out string, code int, took time.Duration) {
 	t.Helper()
 	cmd := exec.Command(binary, b.args(extra...)...)
 	cmd.Env = b.env
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
 	var buf bytes.Buffer
-	var wg sync.WaitGroup
+	cmd.Stdout, cmd.Stderr = &buf, &buf
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		interrupted := false
-		for sc.Scan() {
-			buf.WriteString(sc.Text() + "\n")
-			if stop != nil && !interrupted && stop(sc.Text()) {
-				interrupted = true
-				_ = cmd.Process.Signal(syscall.SIGINT)
-			}
-		}
-	}()
-	err := cmd.Wait()
+	err := cmd.Run()
 	took = time.Since(start)
-	pw.Close()
-	wg.Wait()
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
@@ -135,9 +114,11 @@ func (b *fullBootstrap) accounts(t *testing.T) (admin, password string) {
 
 // TestBootstrap: from "Docker running, images in the mirror, no
 // Mattermost" to Mattermost over HTTPS and a bot that answers; a dry run
-// first changes nothing; a run interrupted after the Mattermost step is
-// finished by the next; a last run changes nothing and says so for every
-// step.
+// first changes nothing; a run that stops after the Mattermost step and
+// before the accounts step leaves no public route and no account, and is
+// finished by the next; strangers can neither register nor join the team;
+// a last run changes nothing and says so for every step; uninstall keeps
+// the config as a dated .bak.
 func TestBootstrap(t *testing.T) {
 	d := dockertest.Require(t)
 	a := acmetest.Require(t)
@@ -146,7 +127,7 @@ func TestBootstrap(t *testing.T) {
 	b := newFullBootstrap(t, a, "")
 
 	// --dry-run on a fresh state changes nothing.
-	out, code, _ := b.run(t, nil, "--dry-run")
+	out, code, _ := b.run(t, "--dry-run")
 	if code != 0 || !strings.Contains(out, "accounts") || !strings.Contains(out, "would") {
 		t.Fatalf("dry run: exit %d\n%s", code, out)
 	}
@@ -159,21 +140,36 @@ func TestBootstrap(t *testing.T) {
 		t.Fatalf("the dry run made %d containers", n)
 	}
 
-	// A run interrupted once Mattermost is up...
+	// A run that stops after the Mattermost step, before the accounts
+	// step (the steps up to mattermost, so the stop is exactly there: a
+	// SIGINT sent on a line of output would race with the accounts step)...
+	c := resolvingClient(t, a)
+	chatHTTPS := "https://chat.example.test:" + strconv.Itoa(a.TLSPort)
 	interrupt := os.Getenv("SUMMONER_BENCH_BOOTSTRAP") == ""
-	mmDone := false
-	out1, code, took1 := b.run(t, func(line string) bool {
-		if strings.Contains(line, "] mattermost:") && (strings.Contains(line, "done") || strings.Contains(line, "✓")) {
-			mmDone = true
-		}
-		return interrupt && mmDone && strings.Contains(line, "] accounts")
-	})
+	var first []string
+	if interrupt {
+		first = []string{"--only", "os,docker,dirs,config,gateway,mattermost"}
+	}
+	out1, code, took1 := b.run(t, first...)
 	t.Logf("first run: exit %d in %v\n%s", code, took1.Round(100*time.Millisecond), out1)
-	if interrupt && (code == 0 || !mmDone) {
-		t.Fatalf("the first run was not interrupted after the Mattermost step (exit %d)", code)
+	if code != 0 || !strings.Contains(out1, "] mattermost: done") {
+		t.Fatalf("the first run did not finish the Mattermost step (exit %d)", code)
+	}
+	if interrupt {
+		// ...leaves no public route: a stranger's registration through
+		// the gateway fails (no route: a TLS error, a 404 or a 503)...
+		code, body, err := postJSON(c, chatHTTPS+"/api/v4/users", `{"email":"first@example.test","username":"first","password":"First-pass-123"}`)
+		t.Logf("unclaimed Mattermost through the gateway: status %d, err %v", code, err)
+		if err == nil && code != http.StatusNotFound && code != http.StatusServiceUnavailable {
+			t.Fatalf("POST /api/v4/users through the gateway before the accounts step: %d %q; want a connection or TLS error, 404 or 503", code, body)
+		}
+		// ...and no account was made (asked on loopback).
+		if none := mmNoAccounts(t, "http://127.0.0.1:"+b.chatPort); !none {
+			t.Fatal("Mattermost has an account before the accounts step")
+		}
 	}
 	// ...is finished by the next one.
-	out2, code, took2 := b.run(t, nil)
+	out2, code, took2 := b.run(t)
 	t.Logf("second run: exit %d in %v\n%s", code, took2.Round(100*time.Millisecond), out2)
 	if code != 0 {
 		t.Fatalf("the second run failed")
@@ -181,8 +177,7 @@ func TestBootstrap(t *testing.T) {
 	t.Logf("bootstrap from Docker running to bot answering: %v", (took1 + took2).Round(100*time.Millisecond))
 
 	// Mattermost answers over HTTPS at chat.example.test.
-	c := resolvingClient(t, a)
-	code, body, _, err := fetch(c, "https://chat.example.test:"+strconv.Itoa(a.TLSPort)+"/api/v4/system/ping")
+	code, body, _, err := fetch(c, chatHTTPS+"/api/v4/system/ping")
 	if err != nil || code != 200 || !strings.Contains(body, `"status":"OK"`) {
 		t.Fatalf("Mattermost over HTTPS: %d %q %v", code, body, err)
 	}
@@ -220,6 +215,33 @@ func TestBootstrap(t *testing.T) {
 	if _, _, err := mc.Login("member1", "Member-pass-1"); err != nil {
 		t.Fatal(err)
 	}
+
+	// Claimed: a stranger cannot register through the gateway, and an
+	// account that is not in the team (made by the admin) cannot join it.
+	code, body, err = postJSON(c, chatHTTPS+"/api/v4/users", `{"email":"stranger@example.test","username":"stranger","password":"Stranger-pass-1"}`)
+	if err != nil || code != http.StatusForbidden {
+		t.Errorf("a stranger's registration through the gateway: %d %q %v; want 403", code, body, err)
+	}
+	if _, _, err := admin.GetUserByUsername("stranger", ""); err == nil {
+		t.Error("the stranger's account exists")
+	}
+	outsider, _, err := admin.CreateUser(&model.User{Username: "outsider", Email: "outsider@example.test", Password: "Outsider-pass-1"})
+	if err != nil {
+		t.Fatalf("creating a non-member: %v", err)
+	}
+	oc := model.NewAPIv4Client(e.URL)
+	if _, _, err := oc.Login("outsider", "Outsider-pass-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, resp, err := oc.AddTeamMember(team.Id, outsider.Id); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a non-member joining team %s: %v (status %d); want 403", team.Name, err, respStatus(resp))
+	}
+	if _, _, err := admin.GetTeamMember(team.Id, outsider.Id, ""); err == nil {
+		t.Error("the non-member is in the team")
+	}
+	if ops.Type != model.ChannelTypePrivate {
+		t.Errorf("the ops channel is of type %q, want private", ops.Type)
+	}
 	p := mmtest.Post(t, mc, ops.Id, "", "@summoner status")
 	if r := mmtest.WaitReply(t, mc, p, time.Minute); !strings.Contains(r.Message, "mattermost") {
 		t.Errorf("status reply: %q", r.Message)
@@ -230,7 +252,7 @@ func TestBootstrap(t *testing.T) {
 	}
 
 	// Once more: nothing changes, and every step says so.
-	out3, code, took3 := b.run(t, nil)
+	out3, code, took3 := b.run(t)
 	t.Logf("no-op run: exit %d in %v\n%s", code, took3.Round(10*time.Millisecond), out3)
 	if code != 0 {
 		t.Fatal("the no-op run failed")
@@ -257,7 +279,12 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("%d admins and %d bots after three runs, want one each", admins, bots)
 	}
 
-	// --uninstall removes what bootstrap made, except data.
+	// --uninstall removes what bootstrap made, except data, and keeps the
+	// config as config.yml.<date>.bak.
+	cfgBytes, err := os.ReadFile(b.config)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var pids []int
 	for _, unit := range []string{"summoner", "summoner-gateway"} {
 		data, err := os.ReadFile(filepath.Join(b.state, unit+".pid"))
@@ -267,7 +294,7 @@ func TestBootstrap(t *testing.T) {
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
 		pids = append(pids, pid)
 	}
-	out4, code, _ := b.run(t, nil, "--uninstall", "--yes")
+	out4, code, _ := b.run(t, "--uninstall", "--yes")
 	if code != 0 {
 		t.Fatalf("uninstall: exit %d\n%s", code, out4)
 	}
@@ -277,6 +304,16 @@ func TestBootstrap(t *testing.T) {
 	if _, err := os.Stat(b.config); err == nil {
 		t.Error("the config file is still there")
 	}
+	baks, _ := filepath.Glob(b.config + ".*.bak")
+	if len(baks) != 1 || !regexp.MustCompile(`/config\.yml\.\d{4}-\d{2}-\d{2}\.bak$`).MatchString(baks[0]) {
+		t.Fatalf("backups of the config after uninstall: %v; want one config.yml.<date>.bak", baks)
+	}
+	if got, err := os.ReadFile(baks[0]); err != nil || !bytes.Equal(got, cfgBytes) {
+		t.Errorf("%s does not hold the config's bytes (%v)", baks[0], err)
+	}
+	if fi, err := os.Stat(baks[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, %v; want 0600", baks[0], fi.Mode(), err)
+	}
 	if _, err := os.Stat(filepath.Join(b.dir, "databases", "mattermost")); err != nil {
 		t.Errorf("Mattermost's database folder is gone: %v", err)
 	}
@@ -285,4 +322,33 @@ func TestBootstrap(t *testing.T) {
 			t.Errorf("process %d (the bot or the gateway) still runs after uninstall", pid)
 		}
 	}
+}
+
+// postJSON posts a JSON body with no credentials.
+func postJSON(c *http.Client, url, body string) (int, string, error) {
+	resp, err := c.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(b), nil
+}
+
+// mmNoAccounts asks Mattermost, without logging in, whether it has no
+// accounts yet.
+func mmNoAccounts(t *testing.T, url string) bool {
+	t.Helper()
+	cfg, _, err := model.NewAPIv4Client(url).GetOldClientConfig("")
+	if err != nil {
+		t.Fatalf("asking Mattermost on loopback whether it has accounts: %v", err)
+	}
+	return cfg["NoAccounts"] == "true"
+}
+
+func respStatus(r *model.Response) int {
+	if r == nil {
+		return 0
+	}
+	return r.StatusCode
 }

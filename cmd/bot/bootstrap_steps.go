@@ -45,6 +45,7 @@ type mission struct {
 	log  *slog.Logger
 
 	gw       *gatewayLink
+	eng      *minions.Engine // made on first use (engine)
 	accounts accountsStep
 	listen   string // the bot's address, once found: it does not change
 }
@@ -194,14 +195,12 @@ func (m *mission) steps() []bootstrap.Step {
 		},
 	}
 	m.gw = newGatewayLink(m.cfg, m.log)
-	mm := &bootstrap.Mattermost{Port: m.chatPort(), Host: m.chatHost(), Gateway: gatewayAsks{gateway.NewClient(gatewaySocket(m.cfg))}, Wait: 5 * time.Minute,
-		Engine: lazySummoner(func() (bootstrap.MinionSummoner, error) {
-			// Made when the step runs: Docker may not have been up when
-			// the list of steps was built.
-			e, _, err := newEngine(m.cfg, m.gw, m.log)
-			return e, err
-		})}
+	mm := &bootstrap.Mattermost{Port: m.chatPort(), Wait: 5 * time.Minute, Engine: lazyEngine{m}}
 	m.accounts = newAccountsStep(m, mm.URL())
+	// Claimed before public: the route to Mattermost opens only once the
+	// accounts step is done (its admin exists, registration is closed).
+	https := &bootstrap.HTTPS{Host: m.chatHost(), Gateway: gatewayAsks{gateway.NewClient(gatewaySocket(m.cfg))}, Wait: 5 * time.Minute,
+		Engine: lazyEngine{m}, Claimed: m.accounts.Done}
 	chat := &bootstrap.ConfigFile{StepName: "chat", StepTitle: "Connect the bot to Mattermost in the config file", Path: m.path,
 		Secret: map[string]bool{"chat.token": true, "chat.slash_token": true},
 		Values: func(ctx context.Context) (map[string]any, error) {
@@ -248,11 +247,7 @@ func (m *mission) steps() []bootstrap.Step {
 			return map[string]any{"backups.destinations": bootstrap.KeepIfSet([]map[string]any{
 				{"name": "local", "local": map[string]any{"path": bootstrapBackupsDir}}})}, nil
 		}}
-	steps := []bootstrap.Step{base, gatewayStep, mm}
-	if m.accounts != nil {
-		steps = append(steps, m.accounts, chat)
-	}
-	return append(steps, bot, backups)
+	return []bootstrap.Step{base, gatewayStep, mm, m.accounts, https, chat, bot, backups}
 }
 
 // botHealthy reads the bot's /healthz: it answers and Mattermost is
@@ -275,15 +270,59 @@ func botHealthy(ctx context.Context, listen string) (bool, string) {
 	return true, fmt.Sprintf("the bot (Summoner %v) is online on %s and connected to Mattermost", body["version"], listen)
 }
 
-// lazySummoner builds the engine on first use.
-type lazySummoner func() (bootstrap.MinionSummoner, error)
+// engine is the minion engine, made on first use: Docker may not have
+// been up when the list of steps was built. It tells the mission's
+// gateway link of every change.
+func (m *mission) engine() (*minions.Engine, error) {
+	if m.eng == nil {
+		e, _, err := newEngine(m.cfg, m.gw, m.log)
+		if err != nil {
+			return nil, err
+		}
+		m.eng = e
+	}
+	return m.eng, nil
+}
 
-func (f lazySummoner) Summon(ctx context.Context, name, version string, settings map[string]string, progress minions.Progress) (*minions.Result, error) {
-	s, err := f()
+// lazyEngine is the mission's engine as the mattermost and https steps
+// use it.
+type lazyEngine struct{ m *mission }
+
+var (
+	_ bootstrap.MinionSummoner  = lazyEngine{}
+	_ bootstrap.MinionPublisher = lazyEngine{}
+)
+
+func (l lazyEngine) Summon(ctx context.Context, name, version string, settings map[string]string, progress minions.Progress) (*minions.Result, error) {
+	e, err := l.m.engine()
 	if err != nil {
 		return nil, err
 	}
-	return s.Summon(ctx, name, version, settings, progress)
+	return e.Summon(ctx, name, version, settings, progress)
+}
+
+func (l lazyEngine) Withhold(ctx context.Context, name string) error {
+	e, err := l.m.engine()
+	if err != nil {
+		return err
+	}
+	return e.Withhold(ctx, name)
+}
+
+func (l lazyEngine) Publish(ctx context.Context, name string) error {
+	e, err := l.m.engine()
+	if err != nil {
+		return err
+	}
+	return e.Publish(ctx, name)
+}
+
+func (l lazyEngine) Withheld(name string) (bool, error) {
+	e, err := l.m.engine()
+	if err != nil {
+		return false, err
+	}
+	return e.Withheld(name)
 }
 
 // newAccountsStep makes the accounts step.
@@ -351,17 +390,20 @@ func (g gatewayAsks) ServesNow(ctx context.Context, host string) bool {
 
 // uninstall removes what bootstrap made, except data: the bot and gateway
 // services, Mattermost's containers (its data and database stay, so a new
-// bootstrap brings it back as it was), the config file and the installed
-// binary. It keeps the certificates (asking the CA again counts against
-// its limits), the accounts' state (the admin's password still opens the
-// Mattermost data) and Docker, which other things may use.
+// bootstrap brings it back as it was) and the installed binary. The config
+// file is set aside as config.yml.<date>.bak (mode 0600): it names the
+// destinations, recipes and key paths. It keeps the certificates (asking
+// the CA again counts against its limits), the accounts' state (the
+// admin's password still opens the Mattermost data) and Docker, which
+// other things may use.
 func (m *mission) uninstall(ctx context.Context, stdin io.Reader, out io.Writer, yes bool) error {
 	fmt.Fprintf(out, `This removes what bootstrap set up:
   - the bot and the gateway (their services stop)
   - Mattermost's containers (its data and database stay in %s and %s)
-  - %s and %s
-It keeps the data, the certificates in %s, the accounts' state in %s and Docker.
-`, m.cfg.Summoner.VSRoot, m.cfg.Summoner.DBSRoot, m.path, m.binary(), m.cfg.Gateway.StorageDir, m.o.stateDir)
+  - %s
+It keeps the data, the certificates in %s, the accounts' state in %s and Docker,
+and renames %s to %s.<date>.bak (mode 0600).
+`, m.cfg.Summoner.VSRoot, m.cfg.Summoner.DBSRoot, m.binary(), m.cfg.Gateway.StorageDir, m.o.stateDir, m.path, filepath.Base(m.path))
 	if m.o.dryRun {
 		fmt.Fprintln(out, "dry run: nothing was changed.")
 		return nil
@@ -404,10 +446,16 @@ It keeps the data, the certificates in %s, the accounts' state in %s and Docker.
 	if there {
 		say("removed Mattermost's containers; its data stays")
 	}
-	for _, p := range []string{m.path, m.binary()} {
-		if err := os.Remove(p); err == nil {
-			say("removed %s", p)
-		}
+	bak, err := bootstrap.KeepConfig(m.path, time.Now())
+	if err != nil {
+		fmt.Fprintf(out, "✗ could not set the config file aside: %v\n  next: move it yourself, then bootstrap --uninstall again\n", err)
+		return exitState(exitFailed)
+	}
+	if bak != "" {
+		say("kept the config file as %s (mode 0600)", bak)
+	}
+	if err := os.Remove(m.binary()); err == nil {
+		say("removed %s", m.binary())
 	}
 	fmt.Fprintln(out, "Uninstalled. `summoner bootstrap --domain …` sets it up again, with Mattermost's data as it was.")
 	return nil
