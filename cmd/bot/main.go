@@ -142,8 +142,11 @@ func (inv *invocation) exec(ctx context.Context, stdin io.Reader, stdout, stderr
 		}
 		return runDaemon(ctx, cfg, inv.configPath, stderr)
 	case inv.command == "gateway":
+		if len(inv.args) == 2 && inv.args[0] == "--settings" {
+			return runGatewayServe(ctx, inv.args[1], stdin, stderr)
+		}
 		if len(inv.args) > 0 {
-			return &usageError{msg: "gateway takes no arguments, only --config FILE"}
+			return &usageError{msg: "gateway takes no arguments, only --config FILE (or --settings FILE, - for standard input)"}
 		}
 		cfg, err := loadConfig(inv.configPath, env, config.ForShell)
 		if err != nil {
