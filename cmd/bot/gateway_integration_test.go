@@ -292,6 +292,7 @@ func checkGatewaySeparated(t *testing.T, pid int, env []string, denied map[strin
 	if err != nil {
 		t.Fatalf("the helper as uid %d: %v\n%s", uid, err, out)
 	}
+	t.Logf("as uid %d:\n%s", uid, out)
 	for what, p := range denied {
 		line := "denied " + p + "\n"
 		if !strings.Contains(string(out), line) {
