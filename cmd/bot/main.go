@@ -186,7 +186,8 @@ func printUsage(w io.Writer) error {
 Usage:
   summoner [--config FILE] run          start the bot (needs chat.url and chat.token)
   summoner [--config FILE] shell        chat with the bot in this terminal
-  summoner [--config FILE] gateway      serve minions over HTTPS (no Docker socket)
+  summoner [--config FILE] gateway      serve minions over HTTPS (its own user, no
+                                        Docker socket, no secret)
   summoner [--config FILE] bootstrap --domain DOMAIN
                                         turn this server into Mattermost plus
                                         Summoner (as root; see bootstrap --help)
