@@ -626,7 +626,7 @@ func (h HostSystem) Background(name string, args []string, logPath string) (int,
 		return 0, nil, err
 	}
 	defer f.Close()
-	closeInheritedFiles()
+	CloseInheritedFiles()
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = f, f // stdin: /dev/null
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -638,10 +638,10 @@ func (h HostSystem) Background(name string, args []string, logPath string) (int,
 	return cmd.Process.Pid, exited, nil
 }
 
-// closeInheritedFiles marks every descriptor above stderr close-on-exec:
+// CloseInheritedFiles marks every descriptor above stderr close-on-exec:
 // Go opens its own files so, but not those this process inherited (a
 // caller's lock on fd 9), which a background dockerd would hold forever.
-func closeInheritedFiles() {
+func CloseInheritedFiles() {
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return

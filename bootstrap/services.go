@@ -46,8 +46,29 @@ type Service struct {
 	// UnitDir holds unit files (/etc/systemd/system); tests change it.
 	UnitDir string
 	Sys     System // runs systemctl and starts the background process; nil: HostSystem
+	// Sandbox, when set, runs the systemd unit as its own unprivileged
+	// user; without systemd the program drops its privileges itself.
+	Sandbox *Sandbox
 
 	exited <-chan error // the background process's end, once started
+}
+
+// Sandbox is how a service that faces the internet runs under systemd:
+// as its own system user, on a read-only system where it may write only
+// its folder, with no capability but binding ports below 1024 if it binds
+// them itself, and its settings on standard input from a file only root
+// reads.
+type Sandbox struct {
+	User string
+	Dir  string   // its own folder (ReadWritePaths), owned by User
+	Args []string // the command under systemd, after the binary
+	// SettingsFile (mode 0600) holds what Settings returns; systemd opens
+	// it as root and hands it over as standard input.
+	SettingsFile string
+	Settings     func() ([]byte, error)
+	BindPorts    bool // AmbientCapabilities=CAP_NET_BIND_SERVICE, and nothing else
+	// Prepare makes User and Dir before the unit starts.
+	Prepare func(ctx context.Context) error
 }
 
 func (s *Service) Name() string  { return s.StepName }
@@ -91,11 +112,15 @@ func (s *Service) Done(ctx context.Context) (bool, string, error) {
 }
 
 func (s *Service) Plan(ctx context.Context) string {
-	how := "in the background (no systemd here)"
+	how, args := "in the background (no systemd here)", s.Args
 	if s.systemd() {
 		how = "as the systemd unit " + s.Unit
+		if s.Sandbox != nil {
+			how += " (user " + s.Sandbox.User + ")"
+			args = s.Sandbox.Args
+		}
 	}
-	return fmt.Sprintf("would install %s and start `summoner %s` %s", s.Binary, strings.Join(s.Args, " "), how)
+	return fmt.Sprintf("would install %s and start `summoner %s` %s", s.Binary, strings.Join(args, " "), how)
 }
 
 func (s *Service) Apply(ctx context.Context, say func(string, ...any)) error {
@@ -153,21 +178,59 @@ func portFree(addr string) error {
 	return ln.Close()
 }
 
-func (s *Service) applySystemd(ctx context.Context, say func(string, ...any), restart bool) error {
-	unit := fmt.Sprintf(`[Unit]
+// UnitText is the unit file systemd gets.
+func (s *Service) UnitText() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `[Unit]
 Description=Summoner %s
 After=network-online.target docker.service
 Wants=network-online.target
 
 [Service]
-ExecStart=%s %s
-Restart=always
+`, s.StepName)
+	if sb := s.Sandbox; sb != nil {
+		fmt.Fprintf(&b, "ExecStart=%s %s\n", s.Binary, strings.Join(sb.Args, " "))
+		fmt.Fprintf(&b, "# Its settings (no secret), opened by systemd as root: the user cannot read the file.\n")
+		fmt.Fprintf(&b, "StandardInput=file:%s\nStandardOutput=journal\nStandardError=journal\n", sb.SettingsFile)
+		fmt.Fprintf(&b, "User=%s\n", sb.User)
+		if sb.BindPorts {
+			b.WriteString("# It binds ports 80 and 443 itself: that right, and no other.\n")
+			b.WriteString("AmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n")
+		} else {
+			b.WriteString("CapabilityBoundingSet=\n")
+		}
+		fmt.Fprintf(&b, "NoNewPrivileges=yes\nProtectSystem=strict\nProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\nUMask=0077\nReadWritePaths=%s\n", sb.Dir)
+	} else {
+		fmt.Fprintf(&b, "ExecStart=%s %s\n", s.Binary, strings.Join(s.Args, " "))
+		b.WriteString("# Secrets are in the config file (mode 0600), never on this command line.\n")
+	}
+	b.WriteString(`Restart=always
 RestartSec=5
-# Secrets are in the config file (mode 0600), never on this command line.
 
 [Install]
 WantedBy=multi-user.target
-`, s.StepName, s.Binary, strings.Join(s.Args, " "))
+`)
+	return b.String()
+}
+
+func (s *Service) applySystemd(ctx context.Context, say func(string, ...any), restart bool) error {
+	unit := s.UnitText()
+	if sb := s.Sandbox; sb != nil {
+		if err := sb.Prepare(ctx); err != nil {
+			return Failf("read the line above, then run `summoner bootstrap` again", "preparing the user %s: %v", sb.User, err)
+		}
+		settings, err := sb.Settings()
+		if err != nil {
+			return Failf("check the config file", "the settings of %s: %v", s.Unit, err)
+		}
+		if old, _ := os.ReadFile(sb.SettingsFile); !bytes.Equal(old, settings) {
+			if err := atomicfile.Write(sb.SettingsFile, settings, 0o600); err != nil {
+				return Failf("run as root", "cannot write %s: %v", sb.SettingsFile, err)
+			}
+			say("wrote %s", sb.SettingsFile)
+			restart = true
+		}
+	}
 	old, _ := os.ReadFile(s.unitFile())
 	if string(old) != unit {
 		if err := atomicfile.Write(s.unitFile(), []byte(unit), 0o644); err != nil {
@@ -273,6 +336,11 @@ func (s *Service) Stop(ctx context.Context, say func(string, ...any)) error {
 		_, _ = s.sys().Run(ctx, nil, "systemctl", "disable", "--now", s.Unit)
 		if err := os.Remove(s.unitFile()); err == nil {
 			say("removed %s", s.unitFile())
+		}
+		if s.Sandbox != nil {
+			if err := os.Remove(s.Sandbox.SettingsFile); err == nil {
+				say("removed %s", s.Sandbox.SettingsFile)
+			}
 		}
 		_, _ = s.sys().Run(ctx, nil, "systemctl", "daemon-reload")
 		return nil

@@ -92,3 +92,57 @@ func (f runOnly) Background(name string, args []string, _ string) (int, <-chan e
 	return 0, nil, errors.New("runOnly starts nothing")
 }
 func (runOnly) ProcessName(int) string { return "" }
+
+// A sandboxed service: its user and folder are prepared, its settings
+// written 0600 for systemd to hand over, and changed settings restart it.
+func TestServiceSandboxWithSystemd(t *testing.T) {
+	yes := true
+	dir := t.TempDir()
+	var calls []string
+	prepared := 0
+	settings := "{\"dir\":\"/var/lib/summoner-gateway\"}\n"
+	s := &Service{StepName: "gateway", Unit: "summoner-gateway", Args: []string{"--config", "/etc/summoner/config.yml", "gateway"},
+		Binary: filepath.Join(dir, "bin", "summoner"), StateDir: dir, UnitDir: dir, Systemd: &yes, Wait: time.Second,
+		Healthy: func(context.Context) (bool, string) { return len(calls) > 0, "the gateway answers" },
+		Sys:     runOnly(func(name string, args []string) { calls = append(calls, name+" "+strings.Join(args, " ")) }),
+		Sandbox: &Sandbox{User: "summoner-gateway", Dir: "/var/lib/summoner-gateway", Args: []string{"gateway", "--settings", "-"},
+			SettingsFile: filepath.Join(dir, "gateway.json"), BindPorts: true,
+			Settings: func() ([]byte, error) { return []byte(settings), nil },
+			Prepare:  func(context.Context) error { prepared++; return nil }},
+	}
+	ctx := context.Background()
+	if plan := s.Plan(ctx); !strings.Contains(plan, "`summoner gateway --settings -` as the systemd unit summoner-gateway (user summoner-gateway)") {
+		t.Errorf("plan: %s", plan)
+	}
+	if err := s.Apply(ctx, func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(s.Sandbox.SettingsFile)
+	if err != nil || fi.Mode().Perm() != 0o600 || prepared != 1 {
+		t.Fatalf("settings file %v %v, prepared %d times", fi, err, prepared)
+	}
+	unit, _ := os.ReadFile(filepath.Join(dir, "summoner-gateway.service"))
+	if !strings.Contains(string(unit), "ExecStart="+s.Binary+" gateway --settings -\n") || strings.Contains(string(unit), "--config") {
+		t.Errorf("unit:\n%s", unit)
+	}
+	calls = calls[:1] // healthy: an unchanged service is left alone
+	if err := s.Apply(ctx, func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(calls, ";"), "restart") {
+		t.Errorf("unchanged settings restarted it: %v", calls)
+	}
+	settings = "{\"dir\":\"/srv/gateway\"}\n"
+	if err := s.Apply(ctx, func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(calls, ";"), "restart summoner-gateway") {
+		t.Errorf("changed settings did not restart it: %v", calls)
+	}
+	if err := s.Stop(ctx, func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Sandbox.SettingsFile); !os.IsNotExist(err) {
+		t.Errorf("the settings file stays after Stop: %v", err)
+	}
+}

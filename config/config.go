@@ -247,11 +247,15 @@ type Gateway struct {
 	External    bool   `yaml:"external"`
 	HTTPListen  string `yaml:"http_listen"`  // ACME HTTP-01 and the redirect to HTTPS, ":80"
 	HTTPSListen string `yaml:"https_listen"` // ":443"
+	// Dir is the gateway's own folder, owned by its user (mode 0700): its
+	// certificates and keys (certs/; losing them means asking the CA
+	// again, and its rate limits count) and its admin socket.
+	Dir string `yaml:"dir"`
 	// AdminSocket is the unix socket the bot sends routes to (mode 0600);
-	// "" puts gateway.sock beside chat.state_file.
+	// "" is gateway.sock in Dir.
 	AdminSocket string `yaml:"admin_socket"`
-	// StorageDir keeps certificates and keys (mode 0600); losing it means
-	// asking the CA again, and its rate limits count.
+	// StorageDir is where certificates were kept before Dir existed; what
+	// is found there is moved to Dir/certs on the next start.
 	StorageDir string `yaml:"storage_dir"`
 	// ACMECA is the CA's directory URL: Let's Encrypt by default, its
 	// staging, or a private CA.
@@ -309,6 +313,7 @@ func Defaults() Config {
 		Log:     Log{Level: "info", Format: "text"},
 		Gateway: Gateway{
 			HTTPListen: ":80", HTTPSListen: ":443",
+			Dir:        defaultGatewayDir(),
 			StorageDir: "/var/lib/summoner/certs",
 			ACMECA:     "https://acme-v02.api.letsencrypt.org/directory",
 		},
@@ -362,6 +367,12 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // defaultStateDir keeps minion state beside the chat state.
 func defaultStateDir() string {
 	return filepath.Join(filepath.Dir(filepath.Dir(defaultStateFile())), "summoner", "minions")
+}
+
+// defaultGatewayDir is beside the bot's state folder, not in it: the
+// gateway's user may enter its own folder and nothing of the bot's.
+func defaultGatewayDir() string {
+	return filepath.Join(filepath.Dir(filepath.Dir(defaultStateFile())), "summoner-gateway")
 }
 
 // defaultMaintenanceStateFile sits beside the chat state.

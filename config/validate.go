@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -289,10 +290,13 @@ func (l *loader) validateGateway(c *Config) {
 			l.add(k.key, "%q is not an address like :443 or 0.0.0.0:443", k.val)
 		}
 	}
-	for _, k := range []struct{ key, val string }{{"gateway.admin_socket", g.AdminSocket}, {"gateway.storage_dir", g.StorageDir}, {"gateway.acme_ca_root", g.ACMECARoot}} {
+	for _, k := range []struct{ key, val string }{{"gateway.dir", g.Dir}, {"gateway.admin_socket", g.AdminSocket}, {"gateway.storage_dir", g.StorageDir}, {"gateway.acme_ca_root", g.ACMECARoot}} {
 		if k.val != "" && !strings.HasPrefix(k.val, "/") {
 			l.add(k.key, "%q should be an absolute path", k.val)
 		}
+	}
+	if g.Dir == "" || filepath.Clean(g.Dir) == "/" {
+		l.add("gateway.dir", "the gateway needs a folder of its own, like /var/lib/summoner-gateway")
 	}
 	if msg := checkURL(g.ACMECA); msg != "" {
 		l.add("gateway.acme_ca", "%s", msg)

@@ -103,14 +103,18 @@ func newCertManager(ctx context.Context, o Options, ports challengePorts) (*cert
 		retired: map[string]retiredCert{},
 	}
 	var roots *x509.CertPool
+	pem, where := o.CARootPEM, "the CA's root"
 	if o.CARootFile != "" {
-		pem, err := os.ReadFile(o.CARootFile)
-		if err != nil {
+		var err error
+		if pem, err = os.ReadFile(o.CARootFile); err != nil {
 			return nil, fmt.Errorf("reading the CA's root: %w", err)
 		}
+		where = o.CARootFile
+	}
+	if len(pem) > 0 {
 		roots = x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no PEM certificate in %s", o.CARootFile)
+			return nil, fmt.Errorf("no PEM certificate in %s", where)
 		}
 	}
 	var cfg *certmagic.Config

@@ -35,8 +35,15 @@ type Options struct {
 	StorageDir string
 	CA         string // ACME directory URL
 	CARootFile string // PEM to trust for the CA's own HTTPS (Pebble); "" = system roots
+	CARootPEM  []byte // the same, already read (a gateway that may not read the file)
 	Email      string
 	Logger     *slog.Logger
+	// HTTPListener and HTTPSListener, when set, are used instead of
+	// binding HTTPAddr and HTTPSAddr: a privileged parent bound them and
+	// handed them over, so this process needs no right to bind ports 80
+	// and 443. The addresses still say what was configured (the redirect
+	// names the configured HTTPS port). Run closes them.
+	HTTPListener, HTTPSListener net.Listener
 
 	// ready, for tests, is told the bound addresses and the gateway.
 	ready func(httpAddr, httpsAddr net.Addr, g *gateway)
@@ -83,12 +90,12 @@ func Run(ctx context.Context, o Options) error {
 
 	// Bind first: certmagic's challenge solvers then find the ports taken
 	// and leave the challenges to our handlers.
-	httpLn, err := net.Listen("tcp", o.HTTPAddr)
+	httpLn, err := listenTCP(o.HTTPListener, o.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer httpLn.Close()
-	tcpLn, err := net.Listen("tcp", o.HTTPSAddr)
+	tcpLn, err := listenTCP(o.HTTPSListener, o.HTTPSAddr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
@@ -241,6 +248,14 @@ func securePerms(dir string, log *slog.Logger) error {
 		}
 		return nil
 	})
+}
+
+// listenTCP is the listener handed over, or a new one on addr.
+func listenTCP(given net.Listener, addr string) (net.Listener, error) {
+	if given != nil {
+		return given, nil
+	}
+	return net.Listen("tcp", addr)
 }
 
 func splitPort(addr string) (string, int) {

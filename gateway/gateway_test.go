@@ -320,3 +320,31 @@ func openDockerFDs(pid string) (int, error) {
 	}
 	return n, nil
 }
+
+// Listeners handed over by a parent are the ones served: the gateway binds
+// nothing itself, and the redirect names the configured HTTPS port.
+func TestHandedOverListeners(t *testing.T) {
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startGateway(t, Options{HTTPAddr: ":80", HTTPSAddr: ":443", HTTPListener: httpLn, HTTPSListener: tlsLn})
+	if r.httpAddr != httpLn.Addr().String() || r.tlsAddr != tlsLn.Addr().String() {
+		t.Fatalf("serving %s and %s, want the listeners handed over: %s and %s", r.httpAddr, r.tlsAddr, httpLn.Addr(), tlsLn.Addr())
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.httpAddr+"/x", nil)
+	req.Host = "wekan.example.com"
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Location"); got != "https://wekan.example.com/x" {
+		t.Errorf("redirect to %q, want the configured port 443 (no port in the URL)", got)
+	}
+}

@@ -27,6 +27,7 @@ import (
 // local registry.
 type fullBootstrap struct {
 	dir, config, state, chatPort, botPort string
+	open                                  string // the binary and the gateway's folder: the gateway's user reaches them
 	env                                   []string
 	a                                     *acmetest.Env
 }
@@ -36,7 +37,7 @@ func newFullBootstrap(t *testing.T, a *acmetest.Env, httpsListen string) *fullBo
 	dir := t.TempDir()
 	_, chatPort, _ := strings.Cut(freePort(t), ":")
 	b := &fullBootstrap{dir: dir, config: filepath.Join(dir, "etc", "config.yml"), state: filepath.Join(dir, "state"),
-		chatPort: chatPort, a: a}
+		chatPort: chatPort, a: a, open: openDir(t)}
 	_, b.botPort, _ = strings.Cut(freePort(t), ":")
 	if httpsListen == "" {
 		httpsListen = "127.0.0.1:" + strconv.Itoa(a.TLSPort)
@@ -46,7 +47,7 @@ func newFullBootstrap(t *testing.T, a *acmetest.Env, httpsListen string) *fullBo
 		"SUMMONER_VSROOT=" + filepath.Join(dir, "volumes"), "SUMMONER_DBSROOT=" + filepath.Join(dir, "databases"),
 		"SUMMONER_DOCKER_STATE_DIR=" + filepath.Join(dir, "minions"), "SUMMONER_CHAT_STATE_FILE=" + filepath.Join(dir, "chat", "chat-state.json"),
 		"SUMMONER_GATEWAY_HTTP_LISTEN=127.0.0.1:" + strconv.Itoa(a.HTTPPort), "SUMMONER_GATEWAY_HTTPS_LISTEN=" + httpsListen,
-		"SUMMONER_GATEWAY_STORAGE_DIR=" + filepath.Join(dir, "certs"), "SUMMONER_GATEWAY_ADMIN_SOCKET=" + filepath.Join(dir, "gateway.sock"),
+		"SUMMONER_GATEWAY_DIR=" + filepath.Join(b.open, "gateway"),
 		"SUMMONER_GATEWAY_ACME_CA=" + a.Directory, "SUMMONER_GATEWAY_ACME_CA_ROOT=" + a.CARootFile,
 	}
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
@@ -58,7 +59,7 @@ func newFullBootstrap(t *testing.T, a *acmetest.Env, httpsListen string) *fullBo
 
 func (b *fullBootstrap) args(extra ...string) []string {
 	return append([]string{"--config", b.config, "bootstrap", "--domain", "example.test", "--registry-mirror", os.Getenv("SUMMONER_IT_REGISTRY"),
-		"--state-dir", b.state, "--bin", filepath.Join(b.dir, "bin", "summoner"), "--chat-port", b.chatPort,
+		"--state-dir", b.state, "--bin", filepath.Join(b.open, "bin", "summoner"), "--chat-port", b.chatPort,
 		"--daemon-json", filepath.Join(b.dir, "daemon.json"), "--docker-packages", "none", "--bot-port", b.botPort}, extra...)
 }
 
@@ -131,7 +132,7 @@ func TestBootstrap(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "accounts") || !strings.Contains(out, "would") {
 		t.Fatalf("dry run: exit %d\n%s", code, out)
 	}
-	for _, p := range []string{b.config, b.state, filepath.Join(b.dir, "bin")} {
+	for _, p := range []string{b.config, b.state, filepath.Join(b.open, "bin")} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("the dry run created %s", p)
 		}

@@ -170,7 +170,7 @@ func (m *mission) steps() []bootstrap.Step {
 				"docker.state_dir": m.cfg.Docker.StateDir, "chat.state_file": m.cfg.Chat.StateFile,
 				"gateway.enabled": true, "gateway.external": true,
 				"gateway.http_listen": g.HTTPListen, "gateway.https_listen": g.HTTPSListen,
-				"gateway.storage_dir": g.StorageDir, "gateway.acme_ca": g.ACMECA,
+				"gateway.dir": g.Dir, "gateway.acme_ca": g.ACMECA,
 				"gateway.hosts.mattermost.subdomain": g.Hosts["mattermost"].Subdomain,
 			}
 			for key, val := range map[string]string{"docker.registry_mirror": m.cfg.Docker.RegistryMirror, "gateway.email": g.Email,
@@ -185,7 +185,8 @@ func (m *mission) steps() []bootstrap.Step {
 		StepName: "gateway", StepTitle: "Start the gateway (HTTPS for every minion)",
 		Unit: "summoner-gateway", Args: []string{"--config", m.path, "gateway"},
 		Binary: m.binary(), StateDir: m.o.stateDir, Wait: time.Minute,
-		Ports: func() []string { return []string{g.HTTPListen, g.HTTPSListen} },
+		Sandbox: gatewaySandbox(m.cfg, filepath.Join(filepath.Dir(m.path), "gateway.json"), m.log),
+		Ports:   func() []string { return []string{g.HTTPListen, g.HTTPSListen} },
 		Healthy: func(ctx context.Context) (bool, string) {
 			c := gateway.NewClient(gatewaySocket(m.cfg))
 			if err := c.Health(ctx); err != nil {
@@ -403,7 +404,7 @@ func (m *mission) uninstall(ctx context.Context, stdin io.Reader, out io.Writer,
   - %s
 It keeps the data, the certificates in %s, the accounts' state in %s and Docker,
 and renames %s to %s.<date>.bak (mode 0600).
-`, m.cfg.Summoner.VSRoot, m.cfg.Summoner.DBSRoot, m.binary(), m.cfg.Gateway.StorageDir, m.o.stateDir, m.path, filepath.Base(m.path))
+`, m.cfg.Summoner.VSRoot, m.cfg.Summoner.DBSRoot, m.binary(), m.cfg.Gateway.Dir, m.o.stateDir, m.path, filepath.Base(m.path))
 	if m.o.dryRun {
 		fmt.Fprintln(out, "dry run: nothing was changed.")
 		return nil

@@ -3,19 +3,25 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/summoner-bot/summoner/internal/acmetest"
+	"github.com/summoner-bot/summoner/internal/privsep"
 )
 
 // gwMinions copies the gateway test minion under each name, so several
@@ -76,17 +82,41 @@ func TestGatewayServesMinions(t *testing.T) {
 	const domain = "gw.summoner.test"
 	httpAddr := "127.0.0.1:" + strconv.Itoa(a.HTTPPort)
 	httpsAddr := "127.0.0.1:" + strconv.Itoa(a.TLSPort)
-	cfg := writeConfig(t, "gateway:\n  enabled: true\n"+
+	// The bot's files and the gateway's folder under one every user may
+	// enter, as /etc and /var/lib are: only their own modes keep the
+	// gateway out. An older install's certificates are moved in.
+	open := openDir(t)
+	// The bot makes its state folder itself.
+	gwDir, oldCerts, state := filepath.Join(open, "gateway"), filepath.Join(open, "old", "certs"), filepath.Join(open, "state")
+	if err := os.MkdirAll(oldCerts, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(oldCerts, "from-before"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(open, "config.yml")
+	if err := os.WriteFile(cfg, []byte("gateway:\n  enabled: true\n"+
 		"  http_listen: "+httpAddr+"\n  https_listen: "+httpsAddr+"\n"+
-		"  storage_dir: "+filepath.Join(dir, "certs")+"\n  admin_socket: "+filepath.Join(dir, "gateway.sock")+"\n"+
-		"  acme_ca: "+a.Directory+"\n  acme_ca_root: "+a.CARootFile+"\n")
+		"  dir: "+gwDir+"\n  storage_dir: "+oldCerts+"\n"+
+		"  acme_ca: "+a.Directory+"\n  acme_ca_root: "+a.CARootFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ops := e.NewChannel(t)
 	addr := freePort(t)
 	bot := startDaemon(t, append(minionDaemonEnv(t, e, d, dir, domain),
 		"SUMMONER_CONFIG="+cfg, "SUMMONER_HTTP_LISTEN="+addr, "SUMMONER_CHAT_OPS_CHANNEL="+ops.Name,
 		"SUMMONER_DOCKER_MINIONS_DIR="+gwMinions(t, names...),
+		"SUMMONER_CHAT_STATE_FILE="+filepath.Join(state, "chat.json"), "SUMMONER_DOCKER_STATE_DIR="+filepath.Join(state, "minions"),
+		"TZ=Europe/Paris", "SSL_CERT_DIR=/etc/ssl/certs", "LANG=C.UTF-8",
 		"SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username, "SUMMONER_PERMISSIONS_ADMINS="+e.Admin.Username))
 	waitHealthy(t, addr)
+	gw := gatewayPID(t, bot)
+	checkGatewaySeparated(t, gw, []string{"PATH=" + privsep.Path, "TZ=Europe/Paris", "SSL_CERT_DIR=/etc/ssl/certs"},
+		map[string]string{"the main config file": cfg, "the bot's state folder": state, "the chat state": filepath.Join(state, "chat.json"),
+			"the Docker socket": strings.TrimPrefix(d.Client.DaemonHost(), "unix://")})
+	if _, err := os.Stat(filepath.Join(gwDir, "certs", "from-before")); err != nil {
+		t.Errorf("the certificates of before were not moved into the gateway's folder: %v", err)
+	}
 	op := e.Client(t, e.Operator)
 	say := sayer(t, e, op, ops.Id, 3*time.Minute)
 	for _, n := range names {
@@ -144,7 +174,6 @@ func TestGatewayServesMinions(t *testing.T) {
 	// Websockets pass through.
 	wsEcho(t, a, "wss://testgw."+domain+":"+strconv.Itoa(a.TLSPort)+"/ws", "web")
 	// A 1 GiB upload streams through with the gateway's memory flat.
-	gw := gatewayPID(t, bot)
 	before := vmKiB(t, gw, "VmHWM")
 	n, err := upload(c, url("testgw", "/upload"), 1<<30)
 	if err != nil || n != 1<<30 {
@@ -210,29 +239,99 @@ func TestGatewayServesMinions(t *testing.T) {
 // gatewayPID finds the gateway process the bot started.
 func gatewayPID(t *testing.T, bot *daemon) int {
 	t.Helper()
-	var pid int
-	waitFor(t, "the gateway process", 30*time.Second, func() bool {
-		pid = 0
-		dirs, _ := filepath.Glob("/proc/[0-9]*")
-		for _, dir := range dirs {
-			stat, err := os.ReadFile(dir + "/stat")
-			if err != nil {
-				continue
+	return childPID(t, bot.cmd.Process.Pid)
+}
+
+// checkGatewaySeparated: the gateway runs as a user of its own (not root,
+// no supplementary group, no capability), its environment is exactly env,
+// and that user can open none of denied: a copy of this test binary runs
+// as that uid and tries (TestHelperTryOpen).
+func checkGatewaySeparated(t *testing.T, pid int, env []string, denied map[string]string) {
+	t.Helper()
+	uids, gids := statusIDs(t, pid, "Uid"), statusIDs(t, pid, "Gid")
+	t.Logf("gateway pid %d: Uid %v, Gid %v", pid, uids, gids)
+	for _, id := range append(uids, gids...) {
+		if id == "0" {
+			t.Fatalf("the gateway runs with a root id: Uid %v, Gid %v", uids, gids)
+		}
+	}
+	if g := statusIDs(t, pid, "Groups"); len(g) != 0 {
+		t.Errorf("the gateway has supplementary groups %v", g)
+	}
+	if c := statusIDs(t, pid, "CapEff"); len(c) != 1 || strings.Trim(c[0], "0") != "" {
+		t.Errorf("the gateway has capabilities %v", c)
+	}
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+	if !slices.Equal(got, env) {
+		t.Errorf("the gateway's environment is %q, want exactly %q", got, env)
+	}
+
+	uid, _ := strconv.Atoi(uids[0])
+	gid, _ := strconv.Atoi(gids[0])
+	dir := openDir(t)
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := filepath.Join(dir, "helper.test")
+	if err := os.WriteFile(helper, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, p := range denied {
+		paths = append(paths, p)
+	}
+	cmd := exec.Command(helper, "-test.run=^TestHelperTryOpen$")
+	cmd.Env = []string{"SUMMONER_TRY_OPEN=" + strings.Join(paths, "\n")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the helper as uid %d: %v\n%s", uid, err, out)
+	}
+	t.Logf("as uid %d:\n%s", uid, out)
+	for what, p := range denied {
+		line := "denied " + p + "\n"
+		if !strings.Contains(string(out), line) {
+			t.Errorf("uid %d can open %s (%s):\n%s", uid, what, p, out)
+		}
+	}
+}
+
+// TestHelperTryOpen is not a test: run as another user by
+// checkGatewaySeparated, it tries to open each path of SUMMONER_TRY_OPEN
+// (a socket by connecting) and prints "denied PATH" for each refusal.
+func TestHelperTryOpen(t *testing.T) {
+	list := os.Getenv("SUMMONER_TRY_OPEN")
+	if list == "" {
+		t.Skip("a helper run by another test")
+	}
+	for _, p := range strings.Split(list, "\n") {
+		f, err := os.Open(p)
+		if err == nil {
+			_, err = f.Readdirnames(1)
+			if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, io.EOF) {
+				err = nil
 			}
-			// The parent's pid is the fourth field, after "(comm)".
-			rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
-			fields := strings.Fields(rest)
-			if len(fields) < 2 || fields[1] != strconv.Itoa(bot.cmd.Process.Pid) {
-				continue
-			}
-			cmdline, _ := os.ReadFile(dir + "/cmdline")
-			if strings.HasSuffix(string(cmdline), "\x00gateway\x00") {
-				pid, _ = strconv.Atoi(filepath.Base(dir))
+			f.Close()
+		} else if errors.Is(err, syscall.ENXIO) { // a socket: connect
+			var c net.Conn
+			if c, err = net.Dial("unix", p); err == nil {
+				c.Close()
 			}
 		}
-		return pid != 0
-	})
-	return pid
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			fmt.Printf("denied %s\n", p)
+		case err != nil:
+			fmt.Printf("error %s: %v\n", p, err)
+		default:
+			fmt.Printf("opened %s\n", p)
+		}
+	}
 }
 
 // checkNoDockerSocket reads the process's descriptors: none may be the

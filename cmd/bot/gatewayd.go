@@ -6,13 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/summoner-bot/summoner/commands"
@@ -29,6 +25,7 @@ import (
 // that restarted and containers that Docker restarted elsewhere.
 type gatewayLink struct {
 	cfg    config.Gateway
+	full   config.Config // the gateway process gets its part (newGatewaySettings)
 	client *gateway.Client
 	log    *slog.Logger
 	lister endpointLister // the engine, set once it exists
@@ -59,7 +56,7 @@ var _ minions.Gateway = (*gatewayLink)(nil)
 
 func newGatewayLink(cfg config.Config, log *slog.Logger) *gatewayLink {
 	return &gatewayLink{
-		cfg: cfg.Gateway, client: gateway.NewClient(gatewaySocket(cfg)), log: log,
+		cfg: cfg.Gateway, full: cfg, client: gateway.NewClient(gatewaySocket(cfg)), log: log,
 		accepted: map[string]bool{}, rejected: map[string]string{},
 		certs: map[string]gateway.CertStatus{}, said: map[string]time.Time{},
 	}
@@ -178,9 +175,15 @@ func (g *gatewayLink) Serves(host string) bool {
 // Run keeps the gateway in step until ctx ends: it starts and supervises
 // the gateway process unless it is external, sends the table every
 // reconcileEvery, and reports certificate trouble through say.
-func (g *gatewayLink) Run(ctx context.Context, configPath string, stderr io.Writer, say func(context.Context, string)) error {
+func (g *gatewayLink) Run(ctx context.Context, stderr io.Writer, say func(context.Context, string)) error {
 	if !g.cfg.External {
-		go g.supervise(ctx, configPath, stderr, say)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.supervise(ctx, stderr, say)
+		}()
 	}
 	t := time.NewTicker(reconcileEvery)
 	defer t.Stop()
@@ -243,29 +246,25 @@ func (g *gatewayLink) report(ctx context.Context, now time.Time, say func(contex
 	}
 }
 
-// supervise runs `summoner gateway` and starts it again when it stops,
-// with a growing pause, until ctx ends. The child gets no descriptor but
-// its standard ones (Go opens everything else close-on-exec), so the
-// Docker socket never reaches the process that faces the internet.
-func (g *gatewayLink) supervise(ctx context.Context, configPath string, stderr io.Writer, say func(context.Context, string)) {
-	exe, err := os.Executable()
+// supervise starts the gateway process (gatewayLauncher: as its own user
+// when this process is root) and starts it again when it stops, with a
+// growing pause, until ctx ends. The child gets no descriptor but its
+// standard ones and the two listeners, so the Docker socket never reaches
+// the process that faces the internet.
+func (g *gatewayLink) supervise(ctx context.Context, stderr io.Writer, say func(context.Context, string)) {
+	l, err := newGatewayLauncher(ctx, g.full, g.log, stderr)
 	if err != nil {
-		g.log.Error("cannot find my own binary to start the gateway", "err", err)
+		g.log.Error("cannot start the gateway", "err", err)
 		say(ctx, "⚠️ I cannot start the gateway: "+err.Error())
 		return
 	}
-	env := os.Environ()
-	if configPath != "" {
-		env = append(slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "SUMMONER_CONFIG=") }), "SUMMONER_CONFIG="+configPath)
-	}
 	pause := time.Second
 	for {
-		cmd := exec.CommandContext(ctx, exe, "gateway")
-		cmd.Env, cmd.Stdout, cmd.Stderr = env, stderr, stderr
-		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-		cmd.WaitDelay = 15 * time.Second
 		started := time.Now()
-		err := cmd.Run()
+		cmd, err := l.start(ctx)
+		if err == nil {
+			err = cmd.Wait()
+		}
 		if ctx.Err() != nil {
 			return
 		}

@@ -142,8 +142,11 @@ func (inv *invocation) exec(ctx context.Context, stdin io.Reader, stdout, stderr
 		}
 		return runDaemon(ctx, cfg, inv.configPath, stderr)
 	case inv.command == "gateway":
+		if len(inv.args) == 2 && inv.args[0] == "--settings" {
+			return runGatewayServe(ctx, inv.args[1], stdin, stderr)
+		}
 		if len(inv.args) > 0 {
-			return &usageError{msg: "gateway takes no arguments, only --config FILE"}
+			return &usageError{msg: "gateway takes no arguments, only --config FILE (or --settings FILE, - for standard input)"}
 		}
 		cfg, err := loadConfig(inv.configPath, env, config.ForShell)
 		if err != nil {
@@ -183,7 +186,8 @@ func printUsage(w io.Writer) error {
 Usage:
   summoner [--config FILE] run          start the bot (needs chat.url and chat.token)
   summoner [--config FILE] shell        chat with the bot in this terminal
-  summoner [--config FILE] gateway      serve minions over HTTPS (no Docker socket)
+  summoner [--config FILE] gateway      serve minions over HTTPS (its own user, no
+                                        Docker socket, no secret)
   summoner [--config FILE] bootstrap --domain DOMAIN
                                         turn this server into Mattermost plus
                                         Summoner (as root; see bootstrap --help)

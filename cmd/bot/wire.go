@@ -298,9 +298,9 @@ func isTerminal(r io.Reader) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// runDaemon runs the bot. configPath is the file cfg came from ("" for
-// none); the gateway process it starts reads the same one.
-func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr io.Writer) error {
+// runDaemon runs the bot. The gateway process it starts gets only the
+// gateway's settings, never the config file.
+func runDaemon(ctx context.Context, cfg config.Config, _ string, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr, false)
 	if err := checkWritable(cfg.Chat.StateFile); err != nil {
 		return &configError{msg: "chat.state_file: " + err.Error()}
@@ -436,7 +436,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		return nil
 	})
 	if svc.gateway != nil {
-		g.Go(func() error { return svc.gateway.Run(gctx, configPath, stderr, ops) })
+		g.Go(func() error { return svc.gateway.Run(gctx, stderr, ops) })
 	}
 	g.Go(func() error { in.check(gctx, mm, ops); return nil })
 	err = g.Wait()
