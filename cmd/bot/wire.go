@@ -380,7 +380,7 @@ func runDaemon(ctx context.Context, cfg config.Config, configPath string, stderr
 		return err
 	}
 	queue = commands.NewQueue(rt, commands.QueueOptions{
-		Workers: cfg.Chat.Workers, Journal: in.journal(), MaxAge: cfg.Chat.MaxCommandAge.D(), Logger: log.With("component", "queue"),
+		Workers: cfg.Chat.Workers, Size: cfg.Chat.QueueSize, Journal: in.journal(), MaxAge: cfg.Chat.MaxCommandAge.D(), Logger: log.With("component", "queue"),
 	})
 	in.use(rt, queue)
 	hooksLn, err := hooks.listen()
