@@ -147,22 +147,31 @@ func (q *Queue) Handle(ctx context.Context, m chat.Message) {
 	// A command that finds a free worker starts now: journaling that with
 	// its acceptance saves a write on the common path.
 	startsNow := int(q.running.Load()+q.waiting.Load()) < q.o.Workers
-	if q.o.Journal != nil {
-		// Under mu, so recovery sees each command either in the journal
-		// or as this process's, never as both.
-		q.mu.Lock()
-		fresh, err := q.o.Journal.Begin(m, startsNow)
-		if err == nil && fresh && q.mine != nil {
-			q.mine[m.ID] = true
-		}
-		q.mu.Unlock()
-		if err != nil {
-			q.log.Error("journaling a command; running it without", "err", err)
-		} else if !fresh {
-			return // already accepted: it came both live and through catch-up
-		}
+	if !q.begin(m, startsNow) {
+		return // already accepted: it came both live and through catch-up
 	}
 	q.enqueue(ctx, job{m: m, journaled: startsNow})
+}
+
+// begin journals m's acceptance and reports false when m was accepted
+// before. Without a journal, or when it fails, every command is new.
+func (q *Queue) begin(m chat.Message, startsNow bool) bool {
+	if q.o.Journal == nil {
+		return true
+	}
+	// Under mu, so recovery sees each command either in the journal or as
+	// this process's, never as both.
+	q.mu.Lock()
+	fresh, err := q.o.Journal.Begin(m, startsNow)
+	if err == nil && fresh && q.mine != nil {
+		q.mine[m.ID] = true
+	}
+	q.mu.Unlock()
+	if err != nil {
+		q.log.Error("journaling a command; running it without", "err", err)
+		return true
+	}
+	return fresh
 }
 
 func (q *Queue) enqueue(ctx context.Context, j job) {
@@ -202,19 +211,9 @@ func (q *Queue) Submit(ctx context.Context, m chat.Message, finished func()) err
 		q.waiting.Add(-1)
 		return ErrQueueFull
 	}
-	if q.o.Journal != nil {
-		q.mu.Lock()
-		fresh, err := q.o.Journal.Begin(m, idle)
-		if err == nil && fresh && q.mine != nil {
-			q.mine[m.ID] = true
-		}
-		q.mu.Unlock()
-		if err != nil {
-			q.log.Error("journaling a command; running it without", "err", err)
-		} else if !fresh {
-			q.waiting.Add(-1)
-			return nil
-		}
+	if !q.begin(m, idle) {
+		q.waiting.Add(-1)
+		return nil
 	}
 	j := job{m: m, journaled: idle, finished: finished}
 	if !idle {

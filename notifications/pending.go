@@ -203,6 +203,9 @@ func (l *waitList) drop(seq uint64) {
 // in order of arrival, for the hooks command.
 func (e *Engine) Waiting() []Waiting { return e.waits.snapshot() }
 
+// GiveUpAt is when w is given up on if the queue has no place for it.
+func (e *Engine) GiveUpAt(w Waiting) time.Time { return w.Since.Add(e.o.GiveUpAfter) }
+
 func (e *Engine) now() time.Time { return e.o.Now() }
 
 // backoff is the wait before try n+1: doubling from RetryMin, capped.
@@ -323,7 +326,7 @@ func (e *Engine) tryRecipe(ctx context.Context, r *recipeCompiled) error {
 		if now.Before(w.Next) {
 			return nil
 		}
-		if waited := now.Sub(w.Since); waited >= e.o.GiveUpAfter {
+		if waited := now.Sub(w.Since); !now.Before(e.GiveUpAt(w)) {
 			if err := e.giveUp(ctx, r, w, waited); err != nil {
 				return err
 			}
@@ -391,9 +394,9 @@ func (e *Engine) giveUp(ctx context.Context, r *recipeCompiled, w Waiting, waite
 // MemoryWaiting is a WaitingStore in memory: the engine's default, for
 // tests and for callers that accept losing waiting runs on restart.
 type MemoryWaiting struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // guards seq; list has its own
 	seq  uint64
-	runs []Waiting
+	list waitList
 }
 
 var _ WaitingStore = (*MemoryWaiting)(nil)
@@ -402,35 +405,22 @@ var _ WaitingStore = (*MemoryWaiting)(nil)
 func (m *MemoryWaiting) PutWaiting(w *Waiting, drop ...uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.runs = slices.DeleteFunc(m.runs, func(x Waiting) bool { return slices.Contains(drop, x.Seq) })
 	if w.Seq == 0 {
 		m.seq++
 		w.Seq = m.seq
 	}
-	for i := range m.runs {
-		if m.runs[i].Seq == w.Seq {
-			m.runs[i] = *w
-			return nil
-		}
-	}
-	m.runs = append(m.runs, *w)
+	m.list.put(*w, drop...)
 	return nil
 }
 
 // DropWaiting implements WaitingStore.
 func (m *MemoryWaiting) DropWaiting(seq uint64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.runs = slices.DeleteFunc(m.runs, func(x Waiting) bool { return x.Seq == seq })
+	m.list.drop(seq)
 	return nil
 }
 
 // ListWaiting implements WaitingStore.
-func (m *MemoryWaiting) ListWaiting() ([]Waiting, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.runs), nil
-}
+func (m *MemoryWaiting) ListWaiting() ([]Waiting, error) { return m.list.snapshot(), nil }
 
 // bucketWaiting holds the waiting runs in the event file: seq (big-endian)
 // -> Waiting as JSON. It is created on first use.

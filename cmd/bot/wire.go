@@ -469,7 +469,9 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.
 // takerFunc is a commandTaker made later than its first user.
 type takerFunc func() commandTaker
 
-func (f takerFunc) Handle(ctx context.Context, m chat.Message) { f().Handle(ctx, m) }
+func (f takerFunc) Submit(ctx context.Context, m chat.Message, finished func()) error {
+	return f().Submit(ctx, m, finished)
+}
 
 // posterFunc is a chat.Poster made later than its first user.
 type posterFunc func() chat.Poster
