@@ -167,7 +167,7 @@ func renderHooks(o HooksOverview, now time.Time) string {
 				w.Command, w.Event, human.Age(now.Sub(w.Since)), tries(w.Tries), human.Age(max(w.Next.Sub(now), 0)), human.Age(max(w.GiveUp.Sub(now), 0)))
 		}
 		if x := r.Replaced; x != nil {
-			fmt.Fprintf(&b, "\n  - ↪️ `%s` for “%s” was replaced %s ago by the newer run for “%s”.", x.Command, x.Event, human.Age(now.Sub(x.At)), x.By)
+			fmt.Fprintf(&b, "\n  - ↪️ `%s` for “%s” was superseded %s ago by the newer run for “%s”.", x.Command, x.Event, human.Age(now.Sub(x.At)), x.By)
 		}
 		b.WriteString("\n")
 	}

@@ -137,8 +137,8 @@ func TestRecipeCommandsRunAtTheirLevel(t *testing.T) {
 }
 
 // A recipe's command refused by the full queue waits: `hooks` shows it
-// waiting, then queued or running once the queue took it, and done only
-// when it finished.
+// waiting (and the run a newer event superseded), then queued or running
+// once the queue took it, and done only when it finished.
 func TestRecipeCommandWaitsForAFullQueue(t *testing.T) {
 	n, ob, q := testNotifier(t, []notifications.Recipe{{Name: "deploy", Source: notifications.SourceMaintenance,
 		Actions: []notifications.Action{{Command: &notifications.CommandAction{Line: "update shop", Level: "operator"}}}}})
@@ -172,10 +172,23 @@ func TestRecipeCommandWaitsForAFullQueue(t *testing.T) {
 		t.Errorf("posted %q while waiting", posts)
 	}
 
+	// A newer event supersedes the waiting run: the same command, the same minion.
+	clock = clock.Add(time.Minute)
+	ev2 := ev
+	ev2.ID, ev2.Title = "ev2", "the second dump"
+	if err := n.Emit(t.Context(), ev2); err != nil {
+		t.Fatal(err)
+	}
+	n.drain(t.Context())
+	r = state()
+	if len(r.Waiting) != 1 || r.Replaced == nil || r.Replaced.By != "the second dump" || r.Replaced.Command != "update shop" {
+		t.Fatalf("after a newer event: %+v (superseded %+v)", r, r.Replaced)
+	}
+
 	q.full = false
 	clock = clock.Add(time.Minute)
 	n.engine.Retry(t.Context())
-	if len(q.msgs) != 1 || q.msgs[0].ID != "hook/ev1/deploy/1" {
+	if len(q.msgs) != 1 || q.msgs[0].ID != "hook/ev2/deploy/1" {
 		t.Fatalf("handed over %+v", q.msgs)
 	}
 	if r := state(); r.LastState != commands.HookHandedOver || len(r.Waiting) != 0 {
