@@ -200,8 +200,9 @@ func (q *Queue) enqueue(ctx context.Context, j job) {
 // Submit accepts a command as Handle does, for a caller that keeps what the
 // queue refuses (a recipe): a full queue returns ErrQueueFull instead of
 // answering "busy" in the channel. finished, when not nil, is called once
-// the command got its final answer; a command recovered after a restart
-// calls nothing. A message seen before returns nil: it runs, or ran, once.
+// the command got its final answer. A message seen before returns nil and
+// calls finished at once: it ran, or runs from the journal after a
+// restart, once, and this process cannot tell when it ends.
 func (q *Queue) Submit(ctx context.Context, m chat.Message, finished func()) error {
 	// Reserve the place before journaling, so a refused command leaves no
 	// trace and its ID stays free for the next try.
@@ -213,6 +214,9 @@ func (q *Queue) Submit(ctx context.Context, m chat.Message, finished func()) err
 	}
 	if !q.begin(m, idle) {
 		q.waiting.Add(-1)
+		if finished != nil {
+			finished()
+		}
 		return nil
 	}
 	j := job{m: m, journaled: idle, finished: finished}

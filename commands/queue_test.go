@@ -322,9 +322,11 @@ func TestQueueSubmitRefusesWithoutLosingTheCommand(t *testing.T) {
 	}
 	// Submitted again (a restart between hand-over and bookkeeping): it
 	// does not run twice.
-	if err := f.q.Submit(ctx, deploy, nil); err != nil {
+	again := make(chan struct{})
+	if err := f.q.Submit(ctx, deploy, func() { close(again) }); err != nil {
 		t.Fatalf("Submit of a finished command = %v", err)
 	}
+	<-again // called at once: nothing more will run
 	f.q.Handle(ctx, msg("sync", "quick"))
 	f.waitReply(t, "sync", has("quick answer"))
 	f.mu.Lock()

@@ -203,6 +203,15 @@ func (l *waitList) drop(seq uint64) {
 // in order of arrival, for the hooks command.
 func (e *Engine) Waiting() []Waiting { return e.waits.snapshot() }
 
+// CommandOf is the command w waits to hand over: its recipe's first
+// command from where it waits.
+func (e *Engine) CommandOf(w Waiting) string {
+	if r := e.recipe(w.Recipe); r != nil {
+		return waitingCommand(&r.Recipe, w.Action)
+	}
+	return ""
+}
+
 // GiveUpAt is when w is given up on if the queue has no place for it.
 func (e *Engine) GiveUpAt(w Waiting) time.Time { return w.Since.Add(e.o.GiveUpAfter) }
 

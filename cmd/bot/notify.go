@@ -344,11 +344,7 @@ func (h hooksView) Overview(context.Context) commands.HooksOverview {
 			if w.Recipe != r.Name {
 				continue
 			}
-			cmd := ""
-			if w.Action < len(r.Actions) && r.Actions[w.Action].Command != nil {
-				cmd = r.Actions[w.Action].Command.Line
-			}
-			info.Waiting = append(info.Waiting, commands.HookWaiting{Command: cmd, Event: notifications.EventWords(w.Event),
+			info.Waiting = append(info.Waiting, commands.HookWaiting{Command: n.engine.CommandOf(w), Event: notifications.EventWords(w.Event),
 				Since: w.Since, Next: w.Next, Tries: w.Tries, GiveUp: n.engine.GiveUpAt(w)})
 		}
 		if x, ok := n.replaced[r.Name]; ok {
