@@ -342,6 +342,9 @@ func (e *Engine) tryRecipe(ctx context.Context, r *recipeCompiled) error {
 			continue
 		}
 		at, err := e.run(ctx, r, &w.Event, w.Action)
+		if ctx.Err() != nil {
+			return nil // stopping: it still waits, and is tried after the restart
+		}
 		if errors.Is(err, ErrQueueFull) {
 			w.Action, w.Tries, w.Next = at, w.Tries+1, now.Add(e.backoff(w.Tries+1))
 			if perr := e.o.Waiting.PutWaiting(&w); perr != nil {

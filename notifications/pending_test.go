@@ -19,6 +19,7 @@ type fullQueue struct {
 	all    bool
 	refuse map[string]bool
 	keys   []string // keys of the commands handed over
+	stop   func()   // when set, the hand-over cancels the caller's context and fails
 }
 
 func (q *fullQueue) Run(ctx context.Context, key string, a CommandAction) error {
@@ -29,6 +30,10 @@ func (q *fullQueue) Run(ctx context.Context, key string, a CommandAction) error 
 	defer q.mu.Unlock()
 	if q.all || q.refuse[a.Line] {
 		return ErrQueueFull
+	}
+	if q.stop != nil {
+		q.stop()
+		return context.Canceled
 	}
 	q.keys = append(q.keys, key)
 	q.p.mu.Lock()
@@ -314,5 +319,25 @@ func TestWaitingOfARemovedRecipeIsDropped(t *testing.T) {
 	f.e.Retry(t.Context())
 	if left, _ := store.ListWaiting(); len(left) != 0 {
 		t.Fatalf("kept %+v", left)
+	}
+}
+
+// A run tried while the bot stops is kept, not reported as failed.
+func TestWaitingSurvivesAStopMidTry(t *testing.T) {
+	f := newWaitFixture(t, nil, deployOnGreen)
+	f.q.set(true)
+	_ = f.e.Handle(t.Context(), green("ev1", "main"))
+	ctx, cancel := context.WithCancel(t.Context())
+	f.q.set(false)
+	f.q.mu.Lock()
+	f.q.stop = cancel // the queue's hand-over ends with the bot's stop
+	f.q.mu.Unlock()
+	f.clock.Advance(time.Minute)
+	f.e.Retry(ctx)
+	if w := f.e.Waiting(); len(w) != 1 {
+		t.Fatalf("waiting %+v after a stop mid-try, want the run kept", w)
+	}
+	if got := f.runs.list(); len(got) != 1 {
+		t.Fatalf("runs %q, want only the first wait", got)
 	}
 }
