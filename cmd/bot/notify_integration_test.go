@@ -17,6 +17,7 @@ import (
 
 	"github.com/mattermost/mattermost-server/v6/model"
 
+	"github.com/summoner-bot/summoner/internal/dockertest"
 	"github.com/summoner-bot/summoner/internal/mmtest"
 	"github.com/summoner-bot/summoner/minions"
 )
@@ -353,14 +354,14 @@ func webhookOutage(t *testing.T, restart bool) {
 	}
 }
 
-// TestDeployOnGreen: a pipeline success on main runs the configured update
-// of a summoned minion, and its result is posted; a failure does not.
-func TestDeployOnGreen(t *testing.T) {
-	e, d, dir := minionEnv(t)
-	ops := e.NewChannel(t)
+// greenBot starts a bot whose recipe deploy-on-green announces, then
+// updates testmin to 1.1, when main's pipeline is green; testmin 1.0 is
+// summoned from ops first.
+func greenBot(t *testing.T, e *mmtest.Env, d *dockertest.Env, dir string, ops *model.Channel, domain string, extra ...string) *hookBot {
+	t.Helper()
 	_, hostPort, _ := strings.Cut(freePort(t), ":")
-	b := startHookBot(t, e, dir, append(minionDaemonEnv(t, e, d, dir, "green.summoner.test"),
-		"SUMMONER_CHAT_OPS_CHANNEL="+ops.Name, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username),
+	b := startHookBot(t, e, dir, append(append(minionDaemonEnv(t, e, d, dir, domain),
+		"SUMMONER_CHAT_OPS_CHANNEL="+ops.Name, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username), extra...),
 		"    - name: deploy-on-green\n      source: gl\n      events: [pipeline]\n      branches: [main]\n      statuses: [success]\n"+
 			"      actions:\n        - post: {channel: "+ops.Name+", template: \"🚀 {{.Project}} is green on {{.Ref}}: deploying\"}\n"+
 			"        - command: {line: update testmin 1.1, level: operator, channel: "+ops.Name+"}\n")
@@ -371,6 +372,16 @@ func TestDeployOnGreen(t *testing.T) {
 	if got := mmtest.WaitEdited(t, op, r.Id, 2*time.Minute, func(s string) bool { return strings.Contains(s, " is up") || strings.Contains(s, "wrong") }).Message; !strings.Contains(got, "testmin 1.0 is up") {
 		t.Fatalf("summon: %q", got)
 	}
+	return b
+}
+
+// TestDeployOnGreen: a pipeline success on main runs the configured update
+// of a summoned minion, and its result is posted; a failure does not.
+func TestDeployOnGreen(t *testing.T) {
+	e, d, dir := minionEnv(t)
+	ops := e.NewChannel(t)
+	b := greenBot(t, e, d, dir, ops, "green.summoner.test")
+	op := e.Client(t, e.Operator)
 
 	// A failed pipeline on main and a green one on another branch deploy nothing.
 	b.gitlab(t, "Pipeline Hook", payload(t, "gitlab_pipeline.json", map[string]any{"object_attributes.ref": "main", "object_attributes.status": "failed"}), newID())
@@ -426,20 +437,8 @@ func TestDeployOnGreen(t *testing.T) {
 func TestDeployOnGreenWaitsForAFullQueue(t *testing.T) {
 	e, d, dir := minionEnv(t)
 	ops := e.NewChannel(t)
-	_, hostPort, _ := strings.Cut(freePort(t), ":")
-	b := startHookBot(t, e, dir, append(minionDaemonEnv(t, e, d, dir, "full.summoner.test"),
-		"SUMMONER_CHAT_OPS_CHANNEL="+ops.Name, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username,
-		"SUMMONER_CHAT_WORKERS=1", "SUMMONER_CHAT_QUEUE_SIZE=1"),
-		"    - name: deploy-on-green\n      source: gl\n      events: [pipeline]\n      branches: [main]\n      statuses: [success]\n"+
-			"      actions:\n        - post: {channel: "+ops.Name+", template: \"🚀 {{.Project}} is green on {{.Ref}}: deploying\"}\n"+
-			"        - command: {line: update testmin 1.1, level: operator, channel: "+ops.Name+"}\n")
-	waitHealthy(t, b.addr)
+	b := greenBot(t, e, d, dir, ops, "full.summoner.test", "SUMMONER_CHAT_WORKERS=1", "SUMMONER_CHAT_QUEUE_SIZE=1")
 	op := e.Client(t, e.Operator)
-	p := mmtest.Post(t, op, ops.Id, "", "@"+e.BotUsername+" summon testmin HTTP_PORT="+hostPort)
-	r := mmtest.WaitReply(t, op, p, 30*time.Second)
-	if got := mmtest.WaitEdited(t, op, r.Id, 2*time.Minute, func(s string) bool { return strings.Contains(s, " is up") || strings.Contains(s, "wrong") }).Message; !strings.Contains(got, "testmin 1.0 is up") {
-		t.Fatalf("summon: %q", got)
-	}
 	depth := func() (running, waiting float64) {
 		_, body := healthz(b.addr)
 		running, _ = body["commands_running"].(float64)
@@ -466,7 +465,7 @@ func TestDeployOnGreenWaitsForAFullQueue(t *testing.T) {
 	thaw()
 
 	// The queued `hooks` ran while the deploy could not have: one worker.
-	r = mmtest.WaitReply(t, op, ask, time.Minute)
+	r := mmtest.WaitReply(t, op, ask, time.Minute)
 	before := mmtest.WaitEdited(t, op, r.Id, 2*time.Minute, func(s string) bool { return strings.Contains(s, "**Recipes**") }).Message
 	line := recipeLine(before, "deploy-on-green")
 	if strings.Contains(line, ": done.") || !(strings.Contains(line, "waiting for a free place in my command queue") || strings.Contains(line, "its command is queued or running")) {
