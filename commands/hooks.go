@@ -39,9 +39,41 @@ type HookRecipeInfo struct {
 	Filters      string   // "events pipeline, branches main, only on change"
 	Actions      []string // "post to ~dev", "run `update shop` as operator", "forward to https://…"
 	Last         time.Time
-	LastEvent    string // what the last event was, in a few words
-	LastErr      string // "" when it ran through
+	LastEvent    string       // what the last event was, in a few words
+	LastErr      string       // "" when it ran through
+	LastState    HookRunState // when LastErr is ""
+	Waiting      []HookWaiting
+	Replaced     *HookReplaced // the latest waiting run a newer one replaced
 	Builtin      bool
+}
+
+// HookRunState is where a recipe's last run is, when it did not fail.
+type HookRunState int
+
+const (
+	// HookDone: every action ran, and its commands finished.
+	HookDone HookRunState = iota
+	// HookQueueFull: its command waits for a free place in the command queue.
+	HookQueueFull
+	// HookHandedOver: its command is in the queue or running.
+	HookHandedOver
+)
+
+// HookWaiting is a recipe's run waiting for a free place in the command
+// queue.
+type HookWaiting struct {
+	Command     string // the line it waits to hand over
+	Event       string
+	Since, Next time.Time
+	Tries       int // hand-overs refused so far
+	GiveUp      time.Time
+}
+
+// HookReplaced is a waiting run that a newer run of the same recipe, for
+// the same minions, replaced.
+type HookReplaced struct {
+	Command, Event, By string // the events' titles
+	At                 time.Time
 }
 
 // HookPreview is what a recipe would do with a sample event.
@@ -118,13 +150,24 @@ func renderHooks(o HooksOverview, now time.Time) string {
 			filters = ", " + r.Filters
 		}
 		fmt.Fprintf(&b, "- %s: from `%s`%s → %s. ", name, r.Source, filters, strings.Join(r.Actions, ", then "))
-		switch {
+		switch ago := human.Age(now.Sub(r.Last)); {
 		case r.Last.IsZero():
 			b.WriteString("Not run yet.")
 		case r.LastErr != "":
-			fmt.Fprintf(&b, "⚠️ Last run %s ago on %s failed: %s", human.Age(now.Sub(r.Last)), r.LastEvent, r.LastErr)
+			fmt.Fprintf(&b, "⚠️ Last run %s ago on %s failed: %s", ago, r.LastEvent, r.LastErr)
+		case r.LastState == HookQueueFull:
+			fmt.Fprintf(&b, "⏳ Last run %s ago on %s: waiting for a free place in my command queue.", ago, r.LastEvent)
+		case r.LastState == HookHandedOver:
+			fmt.Fprintf(&b, "Last run %s ago on %s: its command is queued or running.", ago, r.LastEvent)
 		default:
-			fmt.Fprintf(&b, "Last run %s ago on %s: done.", human.Age(now.Sub(r.Last)), r.LastEvent)
+			fmt.Fprintf(&b, "Last run %s ago on %s: done.", ago, r.LastEvent)
+		}
+		for _, w := range r.Waiting {
+			fmt.Fprintf(&b, "\n  - ⏳ `%s` for %s has waited %s for a free place in my command queue (%s); next try in %s, given up in %s.",
+				w.Command, w.Event, human.Age(now.Sub(w.Since)), tries(w.Tries), human.Age(max(w.Next.Sub(now), 0)), human.Age(max(w.GiveUp.Sub(now), 0)))
+		}
+		if x := r.Replaced; x != nil {
+			fmt.Fprintf(&b, "\n  - ↪️ `%s` for “%s” was superseded %s ago by the newer run for “%s”.", x.Command, x.Event, human.Age(now.Sub(x.At)), x.By)
 		}
 		b.WriteString("\n")
 	}
@@ -132,6 +175,16 @@ func renderHooks(o HooksOverview, now time.Time) string {
 		b.WriteString("None: add them under `notifications.recipes`.\n")
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+func tries(n int) string {
+	switch n {
+	case 0:
+		return "behind an older run, not tried yet"
+	case 1:
+		return "refused once"
+	}
+	return fmt.Sprintf("refused %d times", n)
 }
 
 func lastSeen(at, now time.Time, what string) string {

@@ -40,7 +40,17 @@ func TestHooksCommands(t *testing.T) {
 		},
 		Recipes: []HookRecipeInfo{
 			{Name: "ci", Source: "gitlab", Filters: "events pipeline, branches main, only when the status changed", Actions: []string{"post to ~dev"}, Last: now.Add(-3 * time.Minute), LastEvent: "pipeline gitlab-org/gitlab-test master failed"},
-			{Name: "deploy-on-green", Source: "gitlab", Filters: "statuses success", Actions: []string{"post to ~dev", "run `update shop` as operator"}, Last: now.Add(-time.Hour), LastEvent: "pipeline shop main success", LastErr: "handing `update shop` over: my queue is full"},
+			// Its command waits for the full queue, and replaced an older one.
+			{Name: "deploy-on-green", Source: "gitlab", Filters: "statuses success", Actions: []string{"post to ~dev", "run `update shop` as operator"},
+				Last: now.Add(-3 * time.Minute), LastEvent: "pipeline shop main success", LastState: HookQueueFull,
+				Waiting: []HookWaiting{{Command: "update shop", Event: "pipeline shop main success", Since: now.Add(-3 * time.Minute), Next: now.Add(20 * time.Second),
+					Tries: 6, GiveUp: now.Add(57 * time.Minute)}},
+				Replaced: &HookReplaced{Command: "update shop", Event: "Pipeline #30 success on main: fix the login", By: "Pipeline #31 success on main: add the cart", At: now.Add(-3 * time.Minute)}},
+			// Its command waited an hour for the queue and was given up.
+			{Name: "deploy-docs", Source: "gitlab", Filters: "branches main", Actions: []string{"run `update docs` as operator"},
+				Last: now.Add(-10 * time.Minute), LastEvent: "pipeline docs main success", LastErr: "`update docs` waited 1h0m for a free place in my command queue, so I gave up on it"},
+			// Its command was handed over and has not finished.
+			{Name: "nightly", Source: "gitlab", Actions: []string{"run `backup shop` as operator"}, Last: now.Add(-5 * time.Second), LastEvent: "push shop main", LastState: HookHandedOver},
 			{Name: "container-alerts", Source: "docker", Actions: []string{"post to ~ops"}, Builtin: true},
 		},
 	}}

@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -61,7 +62,13 @@ type job struct {
 	m         chat.Message
 	progress  *chat.PostRef // the "queued" note, edited by the final reply
 	journaled bool          // its start is journaled already
+	finished  func()        // Submit's: called after the final answer
 }
+
+// ErrQueueFull is Submit's answer when every worker is busy and the queue
+// is full. Nothing was journaled or posted: the same message may be
+// submitted again later and runs once.
+var ErrQueueFull = errors.New("the command queue is full")
 
 var _ chat.Handler = (*Queue)(nil)
 
@@ -140,22 +147,31 @@ func (q *Queue) Handle(ctx context.Context, m chat.Message) {
 	// A command that finds a free worker starts now: journaling that with
 	// its acceptance saves a write on the common path.
 	startsNow := int(q.running.Load()+q.waiting.Load()) < q.o.Workers
-	if q.o.Journal != nil {
-		// Under mu, so recovery sees each command either in the journal
-		// or as this process's, never as both.
-		q.mu.Lock()
-		fresh, err := q.o.Journal.Begin(m, startsNow)
-		if err == nil && fresh && q.mine != nil {
-			q.mine[m.ID] = true
-		}
-		q.mu.Unlock()
-		if err != nil {
-			q.log.Error("journaling a command; running it without", "err", err)
-		} else if !fresh {
-			return // already accepted: it came both live and through catch-up
-		}
+	if !q.begin(m, startsNow) {
+		return // already accepted: it came both live and through catch-up
 	}
 	q.enqueue(ctx, job{m: m, journaled: startsNow})
+}
+
+// begin journals m's acceptance and reports false when m was accepted
+// before. Without a journal, or when it fails, every command is new.
+func (q *Queue) begin(m chat.Message, startsNow bool) bool {
+	if q.o.Journal == nil {
+		return true
+	}
+	// Under mu, so recovery sees each command either in the journal or as
+	// this process's, never as both.
+	q.mu.Lock()
+	fresh, err := q.o.Journal.Begin(m, startsNow)
+	if err == nil && fresh && q.mine != nil {
+		q.mine[m.ID] = true
+	}
+	q.mu.Unlock()
+	if err != nil {
+		q.log.Error("journaling a command; running it without", "err", err)
+		return true
+	}
+	return fresh
 }
 
 func (q *Queue) enqueue(ctx context.Context, j job) {
@@ -170,11 +186,7 @@ func (q *Queue) enqueue(ctx context.Context, j job) {
 		return
 	}
 	if !idle {
-		// Say so at once; the final reply edits this note.
-		ref, err := q.o.Poster.Reply(ctx, j.m, fmt.Sprintf("⏳ I'm busy: %d commands are ahead of this one. It is queued, and I'll answer here when it runs.", ahead))
-		if err == nil {
-			j.progress = &ref
-		}
+		j.progress = q.busyNote(ctx, j.m, ahead)
 	}
 	select {
 	case q.jobs <- j:
@@ -183,6 +195,54 @@ func (q *Queue) enqueue(ctx context.Context, j job) {
 		q.reply(ctx, j.m, "I'm busy and my queue is full. Send it again in a minute.")
 		q.finish(j.m.ID)
 	}
+}
+
+// Submit accepts a command as Handle does, for a caller that keeps what the
+// queue refuses (a recipe): a full queue returns ErrQueueFull instead of
+// answering "busy" in the channel. finished, when not nil, is called once
+// the command got its final answer. A message seen before returns nil and
+// calls finished at once: it ran, or runs from the journal after a
+// restart, once, and this process cannot tell when it ends.
+func (q *Queue) Submit(ctx context.Context, m chat.Message, finished func()) error {
+	// Reserve the place before journaling, so a refused command leaves no
+	// trace and its ID stays free for the next try.
+	running, waiting := q.running.Load(), q.waiting.Add(1)
+	idle := int(running+waiting) <= q.o.Workers
+	if !idle && int(waiting) > q.o.Size {
+		q.waiting.Add(-1)
+		return ErrQueueFull
+	}
+	if !q.begin(m, idle) {
+		q.waiting.Add(-1)
+		if finished != nil {
+			finished()
+		}
+		return nil
+	}
+	j := job{m: m, journaled: idle, finished: finished}
+	if !idle {
+		j.progress = q.busyNote(ctx, m, int(running+waiting-1))
+	}
+	// The reserved place is a free worker or room in the buffer, so this
+	// send does not wait long.
+	select {
+	case q.jobs <- j:
+		return nil
+	case <-ctx.Done():
+		// Journaled: a restart runs it, and a second Submit finds it seen.
+		q.waiting.Add(-1)
+		return fmt.Errorf("queueing command %s: %w", m.ID, ctx.Err())
+	}
+}
+
+// busyNote tells the user at once that the command waits; the final reply
+// edits it.
+func (q *Queue) busyNote(ctx context.Context, m chat.Message, ahead int) *chat.PostRef {
+	ref, err := q.o.Poster.Reply(ctx, m, fmt.Sprintf("⏳ I'm busy: %d commands are ahead of this one. It is queued, and I'll answer here when it runs.", ahead))
+	if err != nil {
+		return nil
+	}
+	return &ref
 }
 
 func (q *Queue) run(ctx context.Context, j job) {
@@ -195,6 +255,9 @@ func (q *Queue) run(ctx context.Context, j job) {
 	}
 	q.rt.execute(ctx, j.m, false, j.progress)
 	q.finish(j.m.ID)
+	if j.finished != nil {
+		j.finished()
+	}
 }
 
 func (q *Queue) finish(id string) {

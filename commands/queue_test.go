@@ -284,3 +284,54 @@ func TestQueueAnswersWhatARestartCutShort(t *testing.T) {
 		t.Fatalf("after the restart: runs %v", g.ran)
 	}
 }
+
+// Submit: a full queue refuses without a word in the channel and without
+// journaling, so the same message, submitted again once a worker frees
+// up, runs once; finished is called after its final answer.
+func TestQueueSubmitRefusesWithoutLosingTheCommand(t *testing.T) {
+	srv := &server{}
+	j := journal(t, filepath.Join(t.TempDir(), "j.db"), srv)
+	defer j.Close(0)
+	f := newQueue(t, j, srv, QueueOptions{Workers: 1, Size: 1})
+	ctx := t.Context()
+	f.q.Handle(ctx, msg("h", "hold"))
+	f.waitReply(t, "h", has("holding"))
+	f.q.Handle(ctx, msg("w", "quick"))
+	f.waitReply(t, "w", has("It is queued"))
+
+	done := make(chan struct{})
+	deploy := msg("hook/ev1/deploy/1", "quick")
+	if err := f.q.Submit(ctx, deploy, func() { close(done) }); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Submit with the queue full = %v, want ErrQueueFull", err)
+	}
+	if rs := srv.replies(deploy.ID); len(rs) != 0 {
+		t.Fatalf("a refused Submit posted %q", rs)
+	}
+	if es, _ := j.Unfinished(); len(es) != 2 {
+		t.Fatalf("journal holds %d commands, want the 2 accepted ones", len(es))
+	}
+
+	close(f.release)
+	f.waitReply(t, "w", has("quick answer"))
+	if err := f.q.Submit(ctx, deploy, func() { close(done) }); err != nil {
+		t.Fatalf("Submit once the queue has room = %v", err)
+	}
+	<-done
+	if r := f.replyTo(deploy.ID); r != "quick answer" {
+		t.Fatalf("the submitted command was answered %q", r)
+	}
+	// Submitted again (a restart between hand-over and bookkeeping): it
+	// does not run twice.
+	again := make(chan struct{})
+	if err := f.q.Submit(ctx, deploy, func() { close(again) }); err != nil {
+		t.Fatalf("Submit of a finished command = %v", err)
+	}
+	<-again // called at once: nothing more will run
+	f.q.Handle(ctx, msg("sync", "quick"))
+	f.waitReply(t, "sync", has("quick answer"))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ran[deploy.ID] != 1 {
+		t.Fatalf("the submitted command ran %d times, want once", f.ran[deploy.ID])
+	}
+}

@@ -57,6 +57,7 @@ type Chat struct {
 	MaxCommandAge Duration `yaml:"max_command_age"`
 	StateFile     string   `yaml:"state_file"` // last handled post per channel
 	Workers       int      `yaml:"workers"`    // commands handled at once
+	QueueSize     int      `yaml:"queue_size"` // commands that may wait for a worker
 }
 
 // Permissions map usernames to levels and limit where mutating commands run.
@@ -306,6 +307,7 @@ func Defaults() Config {
 			MaxCommandAge: Duration(10 * time.Minute),
 			StateFile:     defaultStateFile(),
 			Workers:       8,
+			QueueSize:     32,
 		},
 		HTTP:    HTTP{Listen: "127.0.0.1:8079"},
 		Docker:  Docker{StateDir: defaultStateDir()},

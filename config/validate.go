@@ -62,6 +62,9 @@ func (l *loader) validate(c *Config, purpose Purpose) {
 	if ch.Workers < 1 || ch.Workers > 64 {
 		l.add("chat.workers", "must be between 1 and 64, not %d", ch.Workers)
 	}
+	if ch.QueueSize < 1 || ch.QueueSize > 1024 {
+		l.add("chat.queue_size", "must be between 1 and 1024, not %d", ch.QueueSize)
+	}
 	if ch.StateFile == "" && purpose == ForRun {
 		l.add("chat.state_file", "missing; the bot remembers there which posts it handled")
 	}

@@ -302,8 +302,23 @@ type EngineOptions struct {
 	PostTimeout time.Duration // default 30s; also the deadline of a command's hand-over
 	// OnRun, when set, hears each recipe that ran on an event and how it
 	// ended (nil: every action done), for the hooks command.
-	OnRun  func(recipe string, ev Event, err error)
-	Logger *slog.Logger
+	// A run whose command the queue refuses (ErrQueueFull) waits: err is
+	// a *WaitingError then, and a *GaveUpError if it never got a place.
+	OnRun func(recipe string, ev Event, err error)
+	// OnReplaced, when set, hears each waiting run a newer one replaced.
+	OnReplaced func(Replaced)
+	// Waiting keeps runs waiting for the command queue (default: in
+	// memory). The runs of one recipe go in order; other recipes go on.
+	Waiting WaitingStore
+	// GiveUpAfter: a run waiting longer is dropped and reported in
+	// OpsChannel (default DefaultGiveUpAfter). RetryMin and RetryMax
+	// bound the backoff between tries (default 1s and 30s).
+	GiveUpAfter, RetryMin, RetryMax time.Duration
+	// OpsChannel receives the report of a command given up on; "": the
+	// command's own channel.
+	OpsChannel string
+	Now        func() time.Time // default time.Now
+	Logger     *slog.Logger
 }
 
 // Engine runs every recipe matching an event. One recipe's failure never
@@ -313,6 +328,7 @@ type Engine struct {
 	o       EngineOptions
 	recipes []recipeCompiled
 	log     *slog.Logger
+	waits   waitList
 }
 
 // NewEngine compiles recipes. It refuses a recipe it could not run (a bad
@@ -333,6 +349,21 @@ func NewEngine(recipes []Recipe, o EngineOptions) (*Engine, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Waiting == nil {
+		o.Waiting = &MemoryWaiting{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.GiveUpAfter <= 0 {
+		o.GiveUpAfter = DefaultGiveUpAfter
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = defaultRetryMin
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = max(defaultRetryMax, o.RetryMin)
 	}
 	var errs []error
 	e := &Engine{o: o, log: o.Logger.With("component", "recipes")}
@@ -400,7 +431,15 @@ func recipeFinal(status string) bool { return status == "success" || status == "
 // counts as a change when it is a failure and not when it is a success:
 // with no history (a new project, a lost state file) a broken build must
 // still be heard, and a green one is no news.
+//
+// A command the queue refuses (ErrQueueFull) is no failure: the run waits
+// at that action, kept in the WaitingStore, and Retry resumes it. While a
+// recipe has a run waiting, its next runs wait behind it, and one that
+// runs commands for the same minions replaces it.
 func (e *Engine) Handle(ctx context.Context, ev Event) error {
+	if err := e.load(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotHandled, err)
+	}
 	changed, memErr := e.statusChanged(ctx, &ev)
 	var errs []error
 	for i := range e.recipes {
@@ -419,16 +458,41 @@ func (e *Engine) Handle(ctx context.Context, ev Event) error {
 				continue
 			}
 		}
-		err := e.run(ctx, r, &ev)
-		if err != nil {
-			e.log.Error("running recipe", "recipe", r.Name, "event", ev.ID, "err", err)
-			errs = append(errs, err)
+		if len(e.waits.of(r.Name)) > 0 {
+			if err := e.queueBehind(ctx, r, ev); err != nil {
+				e.log.Error("running recipe", "recipe", r.Name, "event", ev.ID, "err", err)
+				errs = append(errs, err)
+			}
+			continue
 		}
-		if e.o.OnRun != nil {
-			e.o.OnRun(r.Name, ev, err)
+		at, err := e.run(ctx, r, &ev, 0)
+		if errors.Is(err, ErrQueueFull) {
+			now := e.now()
+			w := Waiting{Recipe: r.Name, Action: at, Event: ev, Since: now, Tries: 1, Next: now.Add(e.backoff(1))}
+			if perr := e.o.Waiting.PutWaiting(&w); perr != nil {
+				err = fmt.Errorf("recipe %q: keeping the run for later: %w", r.Name, perr)
+			} else {
+				e.waits.put(w)
+				e.waitingNow(r, w)
+				continue
+			}
+		}
+		e.ran(r, ev, err)
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ran reports how a run of r on ev ended.
+func (e *Engine) ran(r *recipeCompiled, ev Event, err error) {
+	if err != nil {
+		e.log.Error("running recipe", "recipe", r.Name, "event", ev.ID, "err", err)
+	}
+	if e.o.OnRun != nil {
+		e.o.OnRun(r.Name, ev, err)
+	}
 }
 
 func (e *Engine) statusChanged(ctx context.Context, ev *Event) (bool, error) {
@@ -468,9 +532,14 @@ func recipeWorkflow(ev *Event) string {
 	return p.WorkflowRun.Name
 }
 
-func (e *Engine) run(ctx context.Context, r *recipeCompiled, ev *Event) error {
+// run runs r's actions on ev from action from on, and returns the index
+// of the action that failed.
+func (e *Engine) run(ctx context.Context, r *recipeCompiled, ev *Event, from int) (int, error) {
 	data := recipeData(ev)
 	for j, a := range r.Actions {
+		if j < from {
+			continue
+		}
 		var err error
 		switch {
 		case a.Post != nil:
@@ -481,10 +550,10 @@ func (e *Engine) run(ctx context.Context, r *recipeCompiled, ev *Event) error {
 			err = e.forward(ctx, a.Forward, ev)
 		}
 		if err != nil {
-			return fmt.Errorf("recipe %q: action %d (%s): %w", r.Name, j+1, recipeKinds(a)[0], err)
+			return j, fmt.Errorf("recipe %q: action %d (%s): %w", r.Name, j+1, recipeKinds(a)[0], err)
 		}
 	}
-	return nil
+	return len(r.Actions), nil
 }
 
 // actionKey names one action of one recipe for one event.

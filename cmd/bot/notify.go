@@ -25,7 +25,8 @@ import (
 // order accepted, and marks it done. Posts go through the outbox with a
 // key per event and action, so an event handled again after a crash posts
 // nothing twice, and commands through the queue's journal, which runs a
-// message ID once.
+// message ID once. A command the full queue refuses waits in the event
+// store; the same loop tries it again (notifications.Engine.Retry).
 type notifier struct {
 	cfg     config.Notifications
 	sources []notifications.Source
@@ -37,9 +38,11 @@ type notifier struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	mu      sync.Mutex
-	lastSrc map[string]sourceResult
-	lastRun map[string]runResult
+	mu       sync.Mutex
+	lastSrc  map[string]sourceResult
+	lastRun  map[string]runResult
+	replaced map[string]notifications.Replaced // by recipe: the latest waiting run replaced
+	handed   map[string]bool                   // keys of recipe commands queued or running
 }
 
 type sourceResult struct {
@@ -49,9 +52,10 @@ type sourceResult struct {
 }
 
 type runResult struct {
-	at    time.Time
-	event string
-	err   error
+	at      time.Time
+	eventID string
+	event   string
+	err     error
 }
 
 // oncePoster is the outbox as the recipes' poster.
@@ -59,9 +63,10 @@ type oncePoster interface {
 	PostOnce(ctx context.Context, key string, to chat.Destination, text string) (chat.PostRef, bool, error)
 }
 
-// commandTaker takes a command as a chat message: the commands queue.
+// commandTaker takes a command as a chat message, or refuses it with
+// commands.ErrQueueFull: the commands queue.
 type commandTaker interface {
-	Handle(ctx context.Context, m chat.Message)
+	Submit(ctx context.Context, m chat.Message, finished func()) error
 }
 
 // recipeUserPrefix marks the user a recipe's command runs as. Mattermost
@@ -102,6 +107,7 @@ func newNotifier(cfg config.Config, ob oncePoster, cmds commandTaker, log *slog.
 	n := &notifier{
 		cfg: cfg.Notifications, builtin: map[string]bool{}, wake: make(chan struct{}, 1), log: log, now: time.Now,
 		lastSrc: map[string]sourceResult{}, lastRun: map[string]runResult{},
+		replaced: map[string]notifications.Replaced{}, handed: map[string]bool{},
 	}
 	for _, s := range cfg.Notifications.Sources {
 		n.sources = append(n.sources, notifications.Source{Name: s.Name, Kind: s.Kind, Secret: s.Secret.Reveal()})
@@ -122,16 +128,19 @@ func newNotifier(cfg config.Config, ob oncePoster, cmds commandTaker, log *slog.
 			Actions: []notifications.Action{{Post: &notifications.PostAction{Channel: ch, Template: "{{.Text}}"}}}})
 		n.builtin[recipeContainerAlerts] = true
 	}
-	n.engine, err = notifications.NewEngine(recipes, notifications.EngineOptions{
-		Poster: outboxPoster{ob}, Commander: recipeCommander{q: cmds, channel: alertsChannel(cfg)},
-		Memory: memory, Logger: log, OnRun: n.ran,
-	})
-	if err != nil {
-		return nil, &configError{msg: "notifications.recipes: " + err.Error()}
-	}
 	n.store, err = notifications.OpenStore(storeFile, log)
 	if err != nil {
 		return nil, &configError{msg: "notifications.store_file: " + err.Error()}
+	}
+	n.engine, err = notifications.NewEngine(recipes, notifications.EngineOptions{
+		Poster: outboxPoster{ob}, Commander: recipeCommander{q: cmds, channel: alertsChannel(cfg), track: n},
+		Memory: memory, Logger: log, OnRun: n.ran, OnReplaced: n.replace,
+		Waiting: n.store, OpsChannel: strings.TrimPrefix(cfg.Chat.OpsChannel, "~"),
+		Now: func() time.Time { return n.now() },
+	})
+	if err != nil {
+		n.store.Close()
+		return nil, &configError{msg: "notifications.recipes: " + err.Error()}
 	}
 	n.server, err = notifications.NewServer(notifications.ServerOptions{
 		Sources: n.sources, Store: n.store, Logger: log, Limits: cfg.Notifications.UnverifiedBodies,
@@ -173,16 +182,25 @@ func (n *notifier) Emit(_ context.Context, ev notifications.Event) error {
 }
 
 // Run hands stored events to the recipes until ctx ends, the ones left
-// from before a restart first.
+// from before a restart first, and tries the commands waiting for a place
+// in the queue when they are due.
 func (n *notifier) Run(ctx context.Context) error {
 	for {
 		n.drain(ctx)
+		// A minute at most: a safety net; wake-ups do the work.
+		wait := time.Minute
+		if next := n.engine.Retry(ctx); !next.IsZero() {
+			wait = min(max(next.Sub(n.now()), 0), wait)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-n.wake:
-		case <-time.After(time.Minute): // a safety net; wake-ups do the work
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
@@ -196,6 +214,10 @@ func (n *notifier) drain(ctx context.Context) {
 		err := n.engine.Handle(ctx, ev)
 		if ctx.Err() != nil {
 			return // stopping: the event stays stored and is handled at start
+		}
+		if errors.Is(err, notifications.ErrNotHandled) {
+			n.log.Error("handing an event to the recipes; trying again later", "event", ev.ID, "err", err)
+			return // it stays stored; the next wake-up tries again
 		}
 		if err != nil {
 			// Each failure is logged and shown by `hooks`; the event is not
@@ -216,19 +238,51 @@ func (n *notifier) delivered(source string, at time.Time, status int, reason str
 
 func (n *notifier) ran(recipe string, ev notifications.Event, err error) {
 	n.mu.Lock()
-	n.lastRun[recipe] = runResult{at: n.now(), event: eventWords(ev), err: err}
+	n.lastRun[recipe] = runResult{at: n.now(), eventID: ev.ID, event: notifications.EventWords(ev), err: err}
 	n.mu.Unlock()
 }
 
-// eventWords says what an event is in a few words.
-func eventWords(ev notifications.Event) string {
-	var parts []string
-	for _, p := range []string{ev.Type, ev.Project, ev.Ref, ev.Status} {
-		if p != "" {
-			parts = append(parts, p)
+func (n *notifier) replace(r notifications.Replaced) {
+	n.mu.Lock()
+	n.replaced[r.Recipe] = r
+	n.mu.Unlock()
+}
+
+// handOver and finished track the recipe commands in the queue, so that
+// `hooks` says "done" only once they ran.
+func (n *notifier) handOver(key string) {
+	n.mu.Lock()
+	n.handed[key] = true
+	n.mu.Unlock()
+}
+
+func (n *notifier) finished(key string) {
+	n.mu.Lock()
+	delete(n.handed, key)
+	n.mu.Unlock()
+}
+
+// runState is where a run that did not fail is; n.mu is held.
+func (n *notifier) runState(recipe string, last runResult) commands.HookRunState {
+	var waiting *notifications.WaitingError
+	if errors.As(last.err, &waiting) {
+		return commands.HookQueueFull
+	}
+	prefix := "hook/" + last.eventID + "/" + recipe + "/"
+	for key := range n.handed {
+		if strings.HasPrefix(key, prefix) {
+			return commands.HookHandedOver
 		}
 	}
-	return strings.Join(parts, " ")
+	return commands.HookDone
+}
+
+// eventTitle names one event among others of its kind: its title.
+func eventTitle(ev notifications.Event) string {
+	if ev.Title != "" {
+		return ev.Title
+	}
+	return notifications.EventWords(ev)
 }
 
 // publicBase is where providers reach the webhooks.
@@ -273,6 +327,7 @@ func (h hooksView) Overview(context.Context) commands.HooksOverview {
 		last := n.lastSrc[s]
 		o.Sources = append(o.Sources, commands.HookSourceInfo{Name: s, Kind: s, Internal: true, Last: last.at, LastReason: last.reason})
 	}
+	waiting := n.engine.Waiting()
 	for _, r := range n.engine.Recipes() {
 		info := commands.HookRecipeInfo{Name: r.Name, Source: r.Source, Filters: recipeFilters(r), Builtin: n.builtin[r.Name]}
 		for _, a := range r.Actions {
@@ -280,9 +335,20 @@ func (h hooksView) Overview(context.Context) commands.HooksOverview {
 		}
 		if last, ok := n.lastRun[r.Name]; ok {
 			info.Last, info.LastEvent = last.at, last.event
-			if last.err != nil {
+			info.LastState = n.runState(r.Name, last)
+			if last.err != nil && info.LastState != commands.HookQueueFull {
 				info.LastErr = last.err.Error()
 			}
+		}
+		for _, w := range waiting {
+			if w.Recipe != r.Name {
+				continue
+			}
+			info.Waiting = append(info.Waiting, commands.HookWaiting{Command: n.engine.CommandOf(w), Event: notifications.EventWords(w.Event),
+				Since: w.Since, Next: w.Next, Tries: w.Tries, GiveUp: n.engine.GiveUpAt(w)})
+		}
+		if x, ok := n.replaced[r.Name]; ok {
+			info.Replaced = &commands.HookReplaced{Command: x.Command, Event: eventTitle(x.Old), By: eventTitle(x.By), At: x.At}
 		}
 		o.Recipes = append(o.Recipes, info)
 	}
@@ -315,7 +381,7 @@ func (h hooksView) Test(_ context.Context, recipe, sample string) (commands.Hook
 	if err != nil {
 		return commands.HookPreview{}, fmt.Errorf("The recipe `%s` cannot render this event: %v", recipe, err)
 	}
-	p := commands.HookPreview{Event: fmt.Sprintf("a %s %s event (%s)", src.Kind, ev.Type, eventWords(ev)), Matched: matched, Reason: reason}
+	p := commands.HookPreview{Event: fmt.Sprintf("a %s %s event (%s)", src.Kind, ev.Type, notifications.EventWords(ev)), Matched: matched, Reason: reason}
 	i := 0
 	for _, a := range r.Actions {
 		if a.Post != nil && i < len(posts) {
@@ -382,6 +448,10 @@ func (p outboxPoster) Post(ctx context.Context, key, channel, text string) error
 type recipeCommander struct {
 	q       commandTaker
 	channel string // replies go here when the action names no channel
+	track   interface {
+		handOver(key string)
+		finished(key string)
+	}
 }
 
 var errNoReplyChannel = errors.New("the command action names no channel, and no ops channel is set")
@@ -400,13 +470,21 @@ func (c recipeCommander) Run(ctx context.Context, key string, a notifications.Co
 	}
 	now := time.Now()
 	name, _, _ := strings.Cut(strings.TrimPrefix(key, "hook/"), "/")
-	c.q.Handle(ctx, chat.Message{
+	c.track.handOver(key)
+	err := c.q.Submit(ctx, chat.Message{
 		ID: key, Text: a.Line,
 		User:    chat.User{ID: recipeUserPrefix + level + ":" + name, Username: "recipe"},
 		Channel: chat.Channel{ID: "~" + ch, Name: ch},
 		At:      now, Received: now,
-	})
-	return nil
+	}, func() { c.track.finished(key) })
+	if err != nil {
+		c.track.finished(key)
+	}
+	if errors.Is(err, commands.ErrQueueFull) {
+		// The recipes keep the command and try again.
+		return fmt.Errorf("%w", notifications.ErrQueueFull)
+	}
+	return err
 }
 
 // notifyReports publishes maintenance reports as before and also hands

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mattermost/mattermost-server/v6/model"
 
+	"github.com/summoner-bot/summoner/internal/dockertest"
 	"github.com/summoner-bot/summoner/internal/mmtest"
 	"github.com/summoner-bot/summoner/minions"
 )
@@ -354,14 +355,14 @@ func webhookOutage(t *testing.T, restart bool) {
 	}
 }
 
-// TestDeployOnGreen: a pipeline success on main runs the configured update
-// of a summoned minion, and its result is posted; a failure does not.
-func TestDeployOnGreen(t *testing.T) {
-	e, d, dir := minionEnv(t)
-	ops := e.NewChannel(t)
+// greenBot starts a bot whose recipe deploy-on-green announces, then
+// updates testmin to 1.1, when main's pipeline is green; testmin 1.0 is
+// summoned from ops first.
+func greenBot(t *testing.T, e *mmtest.Env, d *dockertest.Env, dir string, ops *model.Channel, domain string, extra ...string) *hookBot {
+	t.Helper()
 	_, hostPort, _ := strings.Cut(freePort(t), ":")
-	b := startHookBot(t, e, dir, append(minionDaemonEnv(t, e, d, dir, "green.summoner.test"),
-		"SUMMONER_CHAT_OPS_CHANNEL="+ops.Name, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username),
+	b := startHookBot(t, e, dir, append(append(minionDaemonEnv(t, e, d, dir, domain),
+		"SUMMONER_CHAT_OPS_CHANNEL="+ops.Name, "SUMMONER_PERMISSIONS_OPERATORS="+e.Operator.Username), extra...),
 		"    - name: deploy-on-green\n      source: gl\n      events: [pipeline]\n      branches: [main]\n      statuses: [success]\n"+
 			"      actions:\n        - post: {channel: "+ops.Name+", template: \"🚀 {{.Project}} is green on {{.Ref}}: deploying\"}\n"+
 			"        - command: {line: update testmin 1.1, level: operator, channel: "+ops.Name+"}\n")
@@ -372,6 +373,16 @@ func TestDeployOnGreen(t *testing.T) {
 	if got := mmtest.WaitEdited(t, op, r.Id, 2*time.Minute, func(s string) bool { return strings.Contains(s, " is up") || strings.Contains(s, "wrong") }).Message; !strings.Contains(got, "testmin 1.0 is up") {
 		t.Fatalf("summon: %q", got)
 	}
+	return b
+}
+
+// TestDeployOnGreen: a pipeline success on main runs the configured update
+// of a summoned minion, and its result is posted; a failure does not.
+func TestDeployOnGreen(t *testing.T) {
+	e, d, dir := minionEnv(t)
+	ops := e.NewChannel(t)
+	b := greenBot(t, e, d, dir, ops, "green.summoner.test")
+	op := e.Client(t, e.Operator)
 
 	// A failed pipeline on main and a green one on another branch deploy nothing.
 	b.gitlab(t, "Pipeline Hook", payload(t, "gitlab_pipeline.json", map[string]any{"object_attributes.ref": "main", "object_attributes.status": "failed"}), newID())
@@ -418,4 +429,84 @@ func TestDeployOnGreen(t *testing.T) {
 	if strings.Contains(alert, st.Secrets["DB_PASSWORD"]) {
 		t.Errorf("the alert shows the database password:\n%s", alert)
 	}
+}
+
+// TestDeployOnGreenWaitsForAFullQueue: with the one worker held and the
+// queue full, a green pipeline's deploy is not lost: `hooks` shows it
+// waiting, it runs once the worker frees up, and `hooks` says done only
+// then. Nobody is asked to send anything again.
+func TestDeployOnGreenWaitsForAFullQueue(t *testing.T) {
+	e, d, dir := minionEnv(t)
+	ops := e.NewChannel(t)
+	b := greenBot(t, e, d, dir, ops, "full.summoner.test", "SUMMONER_CHAT_WORKERS=1", "SUMMONER_CHAT_QUEUE_SIZE=1")
+	op := e.Client(t, e.Operator)
+	depth := func() (running, waiting float64) {
+		_, body := healthz(b.addr)
+		running, _ = body["commands_running"].(float64)
+		waiting, _ = body["commands_waiting"].(float64)
+		return running, waiting
+	}
+
+	// With Docker frozen, `status` holds the one worker; `hooks` then
+	// fills the queue, and answers once the worker frees up.
+	thaw := freezeDocker(t)
+	mmtest.Post(t, op, ops.Id, "", "@"+e.BotUsername+" status testmin")
+	waitFor(t, "the worker to be held", 30*time.Second, func() bool { running, _ := depth(); return running == 1 })
+	ask := mmtest.Post(t, op, ops.Id, "", "@"+e.BotUsername+" hooks")
+	waitFor(t, "the queue to be full", 30*time.Second, func() bool { _, waiting := depth(); return waiting == 1 })
+	if code := b.gitlab(t, "Pipeline Hook", payload(t, "gitlab_pipeline.json", map[string]any{"object_attributes.ref": "main", "object_attributes.status": "success"}), newID()); code != http.StatusAccepted {
+		t.Fatalf("pipeline event: HTTP %d", code)
+	}
+	waitFor(t, "the deploy to wait for the queue", 30*time.Second, func() bool {
+		return strings.Contains(b.d.stderr.String(), "waits for a free place in the command queue")
+	})
+	if running, waiting := depth(); running != 1 || waiting != 1 {
+		t.Fatalf("%v commands running and %v waiting when the deploy was refused, want 1 and 1", running, waiting)
+	}
+	thaw()
+
+	// The queued `hooks` ran while the deploy could not have: one worker.
+	r := mmtest.WaitReply(t, op, ask, time.Minute)
+	before := mmtest.WaitEdited(t, op, r.Id, 2*time.Minute, func(s string) bool { return strings.Contains(s, "**Recipes**") }).Message
+	line := recipeLine(before, "deploy-on-green")
+	if strings.Contains(line, ": done.") || !(strings.Contains(line, "waiting for a free place in my command queue") || strings.Contains(line, "its command is queued or running")) {
+		t.Fatalf("hooks before the deploy ran:\n%s", before)
+	}
+	t.Logf("hooks before the deploy ran: %s", line)
+
+	posts := waitBotPost(t, op, e, ops.Id, "testmin now runs 1.1 (was 1.0)", 3*time.Minute)
+	if n := count(posts, "is green on main: deploying"); n != 1 {
+		t.Errorf("%d deploy announcements, want 1: %q", n, posts)
+	}
+	for _, c := range d.Containers(t, minion) {
+		if c.Labels["summoner.role"] == "web" && c.Labels["summoner.version"] != "1.1" {
+			t.Errorf("web container runs %s, want 1.1", c.Labels["summoner.version"])
+		}
+	}
+	var after string
+	waitFor(t, "hooks to show the deploy done", time.Minute, func() bool {
+		ask := mmtest.Post(t, op, ops.Id, "", "@"+e.BotUsername+" hooks")
+		after = recipeLine(mmtest.WaitReply(t, op, ask, time.Minute).Message, "deploy-on-green")
+		return strings.Contains(after, "Last run") && strings.Contains(after, ": done.")
+	})
+	if strings.Contains(after, "⏳") {
+		t.Errorf("hooks after the deploy still shows something waiting:\n%s", after)
+	}
+	for _, p := range botPosts(t, op, e, ops.Id) {
+		if strings.Contains(p, "again in a minute") || strings.Contains(p, "queue is full") {
+			t.Errorf("a post asks to send a command again: %q", p)
+		}
+	}
+}
+
+// recipeLine is a recipe's entry in a hooks reply, with its sub-lines.
+func recipeLine(reply, recipe string) string {
+	_, rest, ok := strings.Cut(reply, "- `"+recipe+"`")
+	if !ok {
+		return ""
+	}
+	if i := strings.Index(rest, "\n- "); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
 }

@@ -46,9 +46,22 @@ func (f *fakeOnce) got() []string {
 	return append([]string(nil), f.posts...)
 }
 
-type fakeTaker struct{ msgs []chat.Message }
+// fakeTaker is the commands queue: it takes commands, or refuses them
+// while full, and calls finished when told.
+type fakeTaker struct {
+	full     bool
+	msgs     []chat.Message
+	finished []func()
+}
 
-func (f *fakeTaker) Handle(_ context.Context, m chat.Message) { f.msgs = append(f.msgs, m) }
+func (f *fakeTaker) Submit(_ context.Context, m chat.Message, finished func()) error {
+	if f.full {
+		return commands.ErrQueueFull
+	}
+	f.msgs = append(f.msgs, m)
+	f.finished = append(f.finished, finished)
+	return nil
+}
 
 type noReports struct{ err error }
 
@@ -120,5 +133,69 @@ func TestRecipeCommandsRunAtTheirLevel(t *testing.T) {
 	n.drain(t.Context())
 	if len(q.msgs) != 1 {
 		t.Errorf("the event was handled twice")
+	}
+}
+
+// A recipe's command refused by the full queue waits: `hooks` shows it
+// waiting (and the run a newer event superseded), then queued or running
+// once the queue took it, and done only when it finished.
+func TestRecipeCommandWaitsForAFullQueue(t *testing.T) {
+	n, ob, q := testNotifier(t, []notifications.Recipe{{Name: "deploy", Source: notifications.SourceMaintenance,
+		Actions: []notifications.Action{{Command: &notifications.CommandAction{Line: "update shop", Level: "operator"}}}}})
+	clock := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	n.now = func() time.Time { return clock }
+	view := hooksView{n: n}
+	state := func() commands.HookRecipeInfo {
+		t.Helper()
+		for _, r := range view.Overview(t.Context()).Recipes {
+			if r.Name == "deploy" {
+				return r
+			}
+		}
+		t.Fatal("no recipe deploy in hooks")
+		return commands.HookRecipeInfo{}
+	}
+	q.full = true
+	ev := notifications.Event{ID: "ev1", Source: notifications.SourceMaintenance, Kind: notifications.SourceMaintenance, Type: "dump", Status: "success"}
+	if err := n.Emit(t.Context(), ev); err != nil {
+		t.Fatal(err)
+	}
+	n.drain(t.Context())
+	r := state()
+	if r.LastState != commands.HookQueueFull || r.LastErr != "" || len(r.Waiting) != 1 || r.Waiting[0].Command != "update shop" {
+		t.Fatalf("while the queue is full: %+v", r)
+	}
+	if got := r.Waiting[0].GiveUp.Sub(r.Waiting[0].Since); got != time.Hour {
+		t.Errorf("given up after %v, want an hour", got)
+	}
+	if posts := ob.got(); len(posts) != 0 {
+		t.Errorf("posted %q while waiting", posts)
+	}
+
+	// A newer event supersedes the waiting run: the same command, the same minion.
+	clock = clock.Add(time.Minute)
+	ev2 := ev
+	ev2.ID, ev2.Title = "ev2", "the second dump"
+	if err := n.Emit(t.Context(), ev2); err != nil {
+		t.Fatal(err)
+	}
+	n.drain(t.Context())
+	r = state()
+	if len(r.Waiting) != 1 || r.Replaced == nil || r.Replaced.By != "the second dump" || r.Replaced.Command != "update shop" {
+		t.Fatalf("after a newer event: %+v (superseded %+v)", r, r.Replaced)
+	}
+
+	q.full = false
+	clock = clock.Add(time.Minute)
+	n.engine.Retry(t.Context())
+	if len(q.msgs) != 1 || q.msgs[0].ID != "hook/ev2/deploy/1" {
+		t.Fatalf("handed over %+v", q.msgs)
+	}
+	if r := state(); r.LastState != commands.HookHandedOver || len(r.Waiting) != 0 {
+		t.Fatalf("once queued: %+v", r)
+	}
+	q.finished[0]()
+	if r := state(); r.LastState != commands.HookDone || r.LastErr != "" {
+		t.Fatalf("once finished: %+v", r)
 	}
 }

@@ -380,7 +380,7 @@ func runDaemon(ctx context.Context, cfg config.Config, _ string, stderr io.Write
 		return err
 	}
 	queue = commands.NewQueue(rt, commands.QueueOptions{
-		Workers: cfg.Chat.Workers, Journal: in.journal(), MaxAge: cfg.Chat.MaxCommandAge.D(), Logger: log.With("component", "queue"),
+		Workers: cfg.Chat.Workers, Size: cfg.Chat.QueueSize, Journal: in.journal(), MaxAge: cfg.Chat.MaxCommandAge.D(), Logger: log.With("component", "queue"),
 	})
 	in.use(rt, queue)
 	hooksLn, err := hooks.listen()
@@ -469,7 +469,9 @@ func serveHTTP(ctx context.Context, g *errgroup.Group, srv *http.Server, ln net.
 // takerFunc is a commandTaker made later than its first user.
 type takerFunc func() commandTaker
 
-func (f takerFunc) Handle(ctx context.Context, m chat.Message) { f().Handle(ctx, m) }
+func (f takerFunc) Submit(ctx context.Context, m chat.Message, finished func()) error {
+	return f().Submit(ctx, m, finished)
+}
 
 // posterFunc is a chat.Poster made later than its first user.
 type posterFunc func() chat.Poster
