@@ -277,11 +277,15 @@ func (c *Cold) archive(ctx context.Context, t *minions.ColdTarget, dirs []minion
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
+	// The archive's files, bytes and entries are counted and hashed on
+	// the side as it streams, for test restores to compare with later.
+	var tally storage.Tally
 	go func() {
 		cw := newCheckWriter(pw)
+		tw := newTallyWriter(ctx)
 		err := c.runHelper(ctx, helperRun{
 			minion: t.Minion, what: "cold-backup", image: ref, dirs: dirs, readOnly: true,
-			entrypoint: []string{"tar"}, cmd: cmd, stdout: cw,
+			entrypoint: []string{"tar"}, cmd: cmd, stdout: io.MultiWriter(cw, tw),
 		})
 		if err == nil {
 			p := cw.problem(tarFormat)
@@ -292,10 +296,20 @@ func (c *Cold) archive(ctx context.Context, t *minions.ColdTarget, dirs []minion
 				err = &DumpError{Op: "archive", DB: "data folders of " + t.Minion, Tool: "tar", Reason: p}
 			}
 		}
+		// Finished before the repository sees the end of the stream, so
+		// the tally is whole when Store asks for it.
+		if a, terr := tw.finish(err); terr != nil {
+			if err == nil {
+				c.log.Warn("counting a cold backup's files; the backup will not record them", "minion", t.Minion, "err", terr)
+			}
+		} else {
+			tally = a.record()
+		}
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	res, storeErr := c.s.o.Repo.Store(ctx, storage.Meta{Minion: t.Minion, Kind: storage.KindCold, DBKind: t.DBKind, Images: t.Images}, pr)
+	meta := storage.Meta{Minion: t.Minion, Kind: storage.KindCold, DBKind: t.DBKind, Images: t.Images, Tally: func() storage.Tally { return tally }}
+	res, storeErr := c.s.o.Repo.Store(ctx, meta, pr)
 	pr.CloseWithError(errStoreStopped) // a helper still writing stops
 	helperErr := <-done
 	switch {

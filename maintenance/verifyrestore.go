@@ -1,10 +1,6 @@
 package maintenance
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -97,7 +91,9 @@ type VerifyResult struct {
 	// Recorded: the backup recorded its counts when it was taken. If not,
 	// Checks only show what was found (an older backup).
 	Recorded bool
-	Took     time.Duration
+	// Hashed: a cold backup's entries hashed as they did when it was taken.
+	Hashed bool
+	Took   time.Duration
 }
 
 // Failed lists the checks whose counts differ.
@@ -143,11 +139,13 @@ func (r *VerifyResult) Text() string {
 	var b strings.Builder
 	what := fmt.Sprintf("restored into a throwaway %s database", r.DBKind)
 	if r.Kind == storage.KindCold {
-		what = "unpacked into a scratch folder"
+		what = "every entry read through, nothing written to disk"
 	}
 	fmt.Fprintf(&b, "✅ The test restore of %s from %s (%s, %s) passed: %s in %s.\n",
 		r.Minion, r.BackupID, r.Created.UTC().Format("2006-01-02 15:04 UTC"), humanBytes(r.Size), what, r.Took.Round(time.Second))
 	switch {
+	case r.Kind == storage.KindCold && r.Hashed:
+		b.WriteString("It holds the files and bytes it held when it was taken, and their contents hash the same.\n")
 	case r.Kind == storage.KindCold && r.Recorded:
 		b.WriteString("It holds the files and bytes it held when it was taken.\n")
 	case r.Kind == storage.KindCold:
@@ -208,11 +206,11 @@ func humanBytes(n int64) string {
 //   - a dump is restored into a throwaway container of the database's
 //     image, on a private network, and its rows are counted and compared
 //     with those recorded when it was dumped;
-//   - a cold backup is unpacked into a scratch folder, and its files and
-//     bytes are compared with those recorded when it was taken.
+//   - a cold backup is read through as a stream, entry by entry, writing
+//     nothing, and its files, bytes and their hash are compared with
+//     those recorded when it was taken.
 //
-// The throwaway container, its network and the scratch folder are always
-// removed. A backup that fails a check is a *VerifyError naming it.
+// The throwaway container and its network are always removed. A backup that fails a check is a *VerifyError naming it.
 func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, progress Progress) (*VerifyResult, error) {
 	started := time.Now()
 	fail := func(check string, cause error, res *VerifyResult) error {
@@ -626,30 +624,23 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf) || strings.Contains(strings.ToLower(err.Error()), "no such")
 }
 
-// verifyCold unpacks a cold backup (a tar, perhaps gzipped) into a scratch
-// folder, removed afterwards, and compares its files and bytes.
+// verifyCold reads a cold backup through as a stream, entry by entry,
+// writing nothing anywhere (a data set may be larger than any scratch
+// space: /tmp is often a tmpfs), and compares its files, bytes, entries
+// and their hash with those recorded when it was taken. A backup that
+// recorded none still has every entry read and its end marker checked.
 func (s *Service) verifyCold(ctx context.Context, m *storage.Manifest, res *VerifyResult, progress Progress) (string, error) {
-	say(progress, "Unpacking %s into a scratch folder…", m.ID)
+	say(progress, "Reading %s through, entry by entry…", m.ID)
 	r, err := s.checkedOpen(ctx, m.ID)
 	if err != nil {
 		return CheckChecksum, err
 	}
-	scratch, err := os.MkdirTemp("", "summoner-verify-")
-	if err != nil {
-		r.finish()
-		return CheckUnpack, fmt.Errorf("making a scratch folder: %w", err)
-	}
-	defer func() {
-		if err := os.RemoveAll(scratch); err != nil {
-			s.log.Error("removing a test restore's scratch folder", "dir", scratch, "err", err)
-		}
-	}()
-	files, size, unpackErr := unpack(ctx, r, scratch)
+	found, scanErr := scanArchive(ctx, r)
 	if readErr := r.finish(); readErr != nil {
 		return CheckChecksum, damaged(m.ID, readErr)
 	}
-	if unpackErr != nil {
-		return CheckUnpack, unpackErr
+	if scanErr != nil {
+		return CheckUnpack, scanErr
 	}
 	rec := func(key string) int64 {
 		if v, ok := m.Counts[key]; ok {
@@ -657,99 +648,19 @@ func (s *Service) verifyCold(ctx context.Context, m *storage.Manifest, res *Veri
 		}
 		return -1
 	}
-	res.Checks = []CountCheck{{Name: CountFiles, Expected: rec(CountFiles), Found: files}, {Name: CountBytes, Expected: rec(CountBytes), Found: size}}
+	res.Checks = []CountCheck{{Name: CountFiles, Expected: rec(CountFiles), Found: found.files}, {Name: CountBytes, Expected: rec(CountBytes), Found: found.bytes}}
+	if rec(CountEntries) >= 0 {
+		res.Checks = append(res.Checks, CountCheck{Name: CountEntries, Expected: rec(CountEntries), Found: found.entries})
+	}
 	res.Recorded = rec(CountFiles) >= 0 || rec(CountBytes) >= 0
 	if bad := res.Failed(); len(bad) > 0 {
 		return CheckFiles, &userError{msg: countsDiffer(bad, "total")}
 	}
+	if m.EntriesSHA256 != "" {
+		if found.digest() != m.EntriesSHA256 {
+			return CheckFiles, &userError{msg: "the entries' contents differ from those recorded when the backup was taken (their SHA-256 does not match)"}
+		}
+		res.Hashed = true
+	}
 	return "", nil
-}
-
-// unpack writes a tar's directories and regular files under dir, which
-// no entry may leave (os.Root refuses), and counts the files and their
-// bytes. Links and devices are counted as entries but not made: only the
-// data is being proven. A file shorter than its header says is an error.
-func unpack(ctx context.Context, r io.Reader, dir string) (files, size int64, err error) {
-	br := bufio.NewReader(r)
-	var src io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		gz, err := gzip.NewReader(br)
-		if err != nil {
-			return 0, 0, fmt.Errorf("reading the archive's compression: %w", err)
-		}
-		defer gz.Close()
-		src = gz
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return 0, 0, fmt.Errorf("opening the scratch folder: %w", err)
-	}
-	defer root.Close()
-	// Go's tar reader takes an archive cut at a file's end for a whole
-	// one; tar's own end marker, two zero blocks, tells them apart.
-	seen := &endReader{r: src, tail: tailBuffer{max: 1024}}
-	tr := tar.NewReader(seen)
-	for {
-		if err := ctx.Err(); err != nil {
-			return files, size, err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			if !seen.ended() {
-				return files, size, fmt.Errorf("the archive was cut short after %d files: it does not end with tar's end-of-archive marker", files)
-			}
-			return files, size, nil
-		}
-		if err != nil {
-			return files, size, fmt.Errorf("reading the archive after %d files: %w", files, err)
-		}
-		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		if name == "" {
-			continue // the archive's top folder
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o700); err != nil {
-				return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
-			}
-		case tar.TypeReg:
-			if d := path.Dir(name); d != "." {
-				if err := root.MkdirAll(d, 0o700); err != nil {
-					return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
-				}
-			}
-			f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err != nil {
-				return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
-			}
-			n, err := io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return files, size, fmt.Errorf("unpacking %s (%d of its %d bytes): %w", h.Name, n, h.Size, err)
-			}
-			files++
-			size += n
-		}
-	}
-}
-
-// endReader keeps the last bytes the tar reader took, to find the end marker.
-type endReader struct {
-	r    io.Reader
-	n    int64
-	tail tailBuffer
-}
-
-func (e *endReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	e.n += int64(n)
-	e.tail.Write(p[:n])
-	return n, err
-}
-
-// ended: what was read is whole blocks, the last two of them zero.
-func (e *endReader) ended() bool {
-	return e.n%512 == 0 && len(e.tail.b) == 1024 && bytes.Count(e.tail.b, []byte{0}) == 1024
 }

@@ -363,18 +363,35 @@ func TestVerifyRestoreOfAColdBackup(t *testing.T) {
 	files := map[string]string{"data/a.txt": "hello", "data/sub/b.bin": strings.Repeat("x", 3000), "../../escape": "no"}
 	good := tarOf(t, files)
 	const wantFiles, wantBytes = 3, 5 + 3000 + 2
+	// The tally a cold backup records, as it would have streamed past.
+	recorded := func(t *testing.T, payload []byte) storage.Tally {
+		a, err := maintenance.ScanArchive(context.Background(), bytes.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	other := tarOf(t, map[string]string{"data/a.txt": "HELLO", "data/sub/b.bin": strings.Repeat("x", 3000), "../../escape": "no"})
+	// A header whose checksum no longer matches: the stored bytes are the
+	// ones written (the repository's hash passes), but the archive is bad.
+	badHeader := bytes.Clone(good)
+	badHeader[512+10] ^= 0xff
 	for _, tc := range []struct {
 		name    string
 		payload []byte
 		counts  map[string]int64
+		tally   []byte // the archive whose tally was recorded
 		damage  bool
 		check   string
 		inText  string
 	}{
-		{name: "good", payload: good, counts: map[string]int64{"files": wantFiles, "bytes": wantBytes}, inText: "It holds the files and bytes it held"},
+		{name: "good", payload: good, tally: good, inText: "and their contents hash the same"},
+		{name: "counts only", payload: good, counts: map[string]int64{"files": wantFiles, "bytes": wantBytes}, inText: "It holds the files and bytes it held"},
 		{name: "nothing recorded", payload: good, inText: "did not record its file count and size"},
 		{name: "a file fewer than recorded", payload: good, counts: map[string]int64{"files": wantFiles + 1, "bytes": wantBytes},
 			check: maintenance.CheckFiles, inText: "files had 4 when the backup was taken, 3 came back"},
+		{name: "same sizes, other contents", payload: good, tally: other, check: maintenance.CheckFiles, inText: "their SHA-256 does not match"},
+		{name: "corrupted header", payload: badHeader, check: maintenance.CheckUnpack, inText: "reading the archive after 0 files"},
 		{name: "archive cut inside a file's padding", payload: good[:1024+200], check: maintenance.CheckUnpack, inText: "cut short"},
 		{name: "archive cut at a file's end", payload: good[:1536], check: maintenance.CheckUnpack, inText: "cut short after 1 files"},
 		{name: "archive cut inside a file", payload: good[:3072+100], check: maintenance.CheckUnpack, inText: "unexpected EOF"},
@@ -382,18 +399,19 @@ func TestVerifyRestoreOfAColdBackup(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newVerifyFixture(t, "postgres", pgVerify{}.answer)
-			id := f.store(t, storage.Meta{Minion: "testmin", Kind: storage.KindCold, Counts: tc.counts}, tc.payload)
+			meta := storage.Meta{Minion: "testmin", Kind: storage.KindCold, Counts: tc.counts}
+			if tc.tally != nil {
+				tally := recorded(t, tc.tally)
+				meta.Tally = func() storage.Tally { return tally }
+			}
+			id := f.store(t, meta, tc.payload)
 			if tc.damage {
 				f.damage(t, id)
 			}
-			before, _ := filepath.Glob(filepath.Join(os.TempDir(), "summoner-verify-*"))
+			// Nothing may be written: a temporary folder that does not
+			// exist makes any attempt fail.
+			t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "absent"))
 			res, err := f.s.VerifyRestore(context.Background(), "testmin", id, nil)
-			if after, _ := filepath.Glob(filepath.Join(os.TempDir(), "summoner-verify-*")); len(after) > len(before) {
-				t.Errorf("scratch folders left: %q", after)
-			}
-			if _, err := os.Stat(filepath.Join(os.TempDir(), "escape")); err == nil {
-				t.Error("an entry was written outside the scratch folder")
-			}
 			if len(f.vd.configs) != 0 {
 				t.Error("a container was made for a cold backup")
 			}
@@ -401,10 +419,10 @@ func TestVerifyRestoreOfAColdBackup(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c := res.Checks; len(c) != 2 || c[0].Found != wantFiles || c[1].Found != wantBytes {
+				if c := res.Checks; len(c) < 2 || c[0].Found != wantFiles || c[1].Found != wantBytes {
 					t.Errorf("checks %+v", c)
 				}
-				if !strings.Contains(res.Text(), tc.inText) {
+				if !strings.Contains(res.Text(), tc.inText) || !strings.Contains(res.Text(), "nothing written to disk") {
 					t.Errorf("report:\n%s", res.Text())
 				}
 				return
@@ -412,6 +430,9 @@ func TestVerifyRestoreOfAColdBackup(t *testing.T) {
 			var ve *maintenance.VerifyError
 			if !errors.As(err, &ve) || ve.Check != tc.check || !strings.Contains(ve.UserMessage(), tc.inText) {
 				t.Fatalf("err = %v, want a failure at %q saying %q", err, tc.check, tc.inText)
+			}
+			if !strings.Contains(ve.UserMessage(), "FAILED") {
+				t.Errorf("a bad archive is not reported as failed:\n%s", ve.UserMessage())
 			}
 		})
 	}
