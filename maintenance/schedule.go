@@ -50,8 +50,8 @@ type ReportPublisher interface {
 type ScheduledJob struct {
 	Name string // "dump": what `schedule set dump ...` and the config call it
 	// Title is how messages name it, "the scheduled dump"; "" gives that
-	// for the config's five jobs (dump, cold_backup, verify_restore,
-	// prune, digest) and "the <name> job" for others.
+	// for the config's jobs (dump, cold_backup, verify_restore,
+	// verify_cold_restore, prune, digest) and "the <name> job" for others.
 	Title string
 	// Spec is the schedule from the config, or "off"; a change made from
 	// chat overrides it.
@@ -287,6 +287,8 @@ func schedTitle(name string) string {
 		return "the scheduled cold backup"
 	case "verify_restore":
 		return "the scheduled test restore"
+	case "verify_cold_restore":
+		return "the scheduled test restore of cold backups"
 	case "prune":
 		return "the prune of old backups"
 	case "digest":

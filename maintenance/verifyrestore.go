@@ -212,6 +212,21 @@ func humanBytes(n int64) string {
 //
 // The throwaway container and its network are always removed. A backup that fails a check is a *VerifyError naming it.
 func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, progress Progress) (*VerifyResult, error) {
+	return s.verifyRestore(ctx, minion, backupID, "", progress)
+}
+
+// ErrNoBackup is matched (errors.Is) by a test restore that found no
+// backup to test: the minion has none of the kind asked for yet.
+var ErrNoBackup = errors.New("no backup to test")
+
+// VerifyRestoreNewest test-restores the minion's newest backup of a kind
+// (storage.KindDump or storage.KindCold): the scheduled jobs test dumps
+// and cold backups of a minion with a database on schedules of their own.
+func (s *Service) VerifyRestoreNewest(ctx context.Context, minion, kind string, progress Progress) (*VerifyResult, error) {
+	return s.verifyRestore(ctx, minion, "", kind, progress)
+}
+
+func (s *Service) verifyRestore(ctx context.Context, minion, backupID, kind string, progress Progress) (*VerifyResult, error) {
 	started := time.Now()
 	fail := func(check string, cause error, res *VerifyResult) error {
 		id := backupID
@@ -221,7 +236,7 @@ func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, pr
 		s.log.Error("a test restore failed", "minion", minion, "backup", id, "check", check, "err", cause)
 		return &VerifyError{Minion: minion, BackupID: id, Check: check, Cause: cause, Result: res}
 	}
-	m, err := s.findBackup(ctx, minion, backupID, progress)
+	m, err := s.findBackup(ctx, minion, backupID, kind, progress)
 	if err != nil {
 		return nil, fail(CheckFind, err, nil)
 	}
@@ -243,21 +258,26 @@ func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, pr
 	return res, nil
 }
 
-// findBackup reads the manifest of a backup, or of the minion's newest.
-func (s *Service) findBackup(ctx context.Context, minion, id string, progress Progress) (*storage.Manifest, error) {
+// findBackup reads the manifest of a backup, or of the minion's newest
+// (of kind, unless kind is "").
+func (s *Service) findBackup(ctx context.Context, minion, id, kind string, progress Progress) (*storage.Manifest, error) {
 	lister, canList := s.o.Repo.(backupLister)
+	what := "backup"
+	if kind != "" {
+		what = reportKind(kind)
+	}
 	switch {
 	case id == "" && !canList:
 		return nil, errors.New("the backup repository cannot list backups; name the backup to test")
 	case id == "":
-		say(progress, "Looking for the newest backup of %s…", minion)
+		say(progress, "Looking for the newest %s of %s…", what, minion)
 	default:
 		say(progress, "Looking for backup %s…", id)
 	}
 	if canList {
 		list, errs := lister.List(ctx, minion)
 		for _, b := range list {
-			if b.Manifest.Minion == minion && (id == "" || b.Manifest.ID == id) {
+			if b.Manifest.Minion == minion && (id == "" || b.Manifest.ID == id) && (kind == "" || b.Manifest.Kind == kind) {
 				return b.Manifest, nil
 			}
 		}
@@ -265,7 +285,7 @@ func (s *Service) findBackup(ctx context.Context, minion, id string, progress Pr
 			return nil, fmt.Errorf("listing the backups of %s: %w", minion, errors.Join(errs...))
 		}
 		if id == "" {
-			return nil, &userError{msg: fmt.Sprintf("%s has no backups yet", minion)}
+			return nil, &userError{msg: fmt.Sprintf("%s has no %ss yet", minion, what), err: ErrNoBackup}
 		}
 		return nil, &userError{msg: fmt.Sprintf("there is no backup %s of %s; `backups %s` lists them", id, minion, minion), err: storage.ErrNotExist}
 	}
