@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -32,6 +33,9 @@ type VerifyDocker interface {
 	ContainerStart(ctx context.Context, id string, o container.StartOptions) error
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	ContainerRemove(ctx context.Context, id string, o container.RemoveOptions) error
+	// Info says where the engine keeps volumes (DockerRootDir): the
+	// throwaway database's data goes there, after a free-space check.
+	Info(ctx context.Context) (system.Info, error)
 }
 
 var _ VerifyDocker = (*client.Client)(nil)
@@ -251,6 +255,10 @@ func (s *Service) verifyRestore(ctx context.Context, minion, backupID, kind stri
 		check, err = CheckFind, fmt.Errorf("%s is a %q backup, which I cannot test", m.ID, m.Kind)
 	}
 	res.Took = time.Since(started)
+	var room *NoRoomError
+	if errors.As(err, &room) {
+		return nil, room // a refusal, not a failed test: nothing was tested
+	}
 	if err != nil {
 		return nil, fail(check, err, res)
 	}
@@ -360,6 +368,16 @@ func (s *Service) verifyDump(ctx context.Context, m *storage.Manifest, res *Veri
 	}
 	if live.Kind != m.DBKind {
 		return CheckFind, &userError{msg: fmt.Sprintf("%s is a %s dump and %s now runs %s", m.ID, m.DBKind, m.Minion, live.Kind)}
+	}
+
+	// Its data goes in an anonymous volume under Docker's data root, never
+	// under /tmp; a disk too small is refused before anything is written.
+	info, err := vd.Info(ctx)
+	if err != nil {
+		return CheckStart, fmt.Errorf("asking Docker where it keeps volumes: %w", err)
+	}
+	if err := s.checkRoom(info.DockerRootDir, m); err != nil {
+		return CheckStart, err
 	}
 
 	tb := &throwaway{d: vd, log: s.log}

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/summoner-bot/summoner/maintenance"
@@ -65,6 +68,22 @@ func (f *fakeVerifyDocker) ContainerCreate(_ context.Context, c *container.Confi
 	id := "ctr-" + name
 	f.containers[id] = name
 	return container.CreateResponse{ID: id}, nil
+}
+
+func (f *fakeVerifyDocker) Info(context.Context) (system.Info, error) {
+	return system.Info{DockerRootDir: "/var/lib/docker"}, nil
+}
+
+// fakeSpace is a disk with a given free space, or an error.
+type fakeSpace struct {
+	free  uint64
+	err   error
+	asked []string
+}
+
+func (f *fakeSpace) Free(dir string) (uint64, error) {
+	f.asked = append(f.asked, dir)
+	return f.free, f.err
 }
 
 func (f *fakeVerifyDocker) ContainerStart(context.Context, string, container.StartOptions) error {
@@ -135,16 +154,18 @@ func (p pgVerify) answer(cmd []string) fakeRun {
 
 type verifyFixture struct {
 	*fixture
-	vd *fakeVerifyDocker
-	s  *maintenance.Service
+	vd    *fakeVerifyDocker
+	space *fakeSpace
+	s     *maintenance.Service
 }
 
 func newVerifyFixture(t *testing.T, kind string, answer func([]string) fakeRun) *verifyFixture {
 	t.Helper()
 	f := newFixture(t, kind, answer)
 	vd := newFakeVerifyDocker(answer)
-	s := maintenance.New(maintenance.Options{Docker: vd, Engine: f.e, Repo: f.repo, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	return &verifyFixture{fixture: f, vd: vd, s: s}
+	space := &fakeSpace{free: 1 << 40}
+	s := maintenance.New(maintenance.Options{Docker: vd, Engine: f.e, Repo: f.repo, Space: space, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return &verifyFixture{fixture: f, vd: vd, space: space, s: s}
 }
 
 func (f *verifyFixture) store(t *testing.T, meta storage.Meta, payload []byte) string {
@@ -461,5 +482,57 @@ func TestVerifyRestoreFindsTheBackup(t *testing.T) {
 	res, err := f.s.VerifyRestore(context.Background(), "testmin", "", nil)
 	if err != nil || res.BackupID != newest {
 		t.Fatalf("tested %+v, %v; want the newest, %s", res, err, newest)
+	}
+}
+
+func TestVerifyRestoreRefusesWithoutRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		space  fakeSpace
+		refuse bool   // a *NoRoomError, not a failed test
+		check  string // else the failed check, "" for a pass
+	}{
+		{name: "room enough", space: fakeSpace{free: 2 << 30}},
+		{name: "too little room", space: fakeSpace{free: 100 << 20}, refuse: true},
+		{name: "a remote engine's root cannot be measured", space: fakeSpace{err: fmt.Errorf("statfs: %w", fs.ErrNotExist)}},
+		{name: "the free space cannot be read", space: fakeSpace{err: errors.New("statfs: input/output error")}, check: maintenance.CheckStart},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newVerifyFixture(t, "postgres", pgVerify{counts: pgCountsOut}.answer)
+			*f.space = tc.space
+			id := f.store(t, storage.Meta{Minion: "testmin", Kind: storage.KindDump, DBKind: "postgres", Counts: pgCounts}, dumpN(0))
+			_, err := f.s.VerifyRestore(context.Background(), "testmin", id, nil)
+			if !slices.Equal(f.space.asked, []string{"/var/lib/docker"}) {
+				t.Errorf("free space asked of %q, want Docker's data root", f.space.asked)
+			}
+			var room *maintenance.NoRoomError
+			var ve *maintenance.VerifyError
+			switch {
+			case tc.refuse:
+				if !errors.As(err, &room) || errors.As(err, &ve) {
+					t.Fatalf("err = %v, want a refusal", err)
+				}
+				msg := room.UserMessage()
+				for _, want := range []string{"did not run", "100 MiB free", "needs about 1.0 GiB", "says nothing about the backup"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("refusal %q does not say %q", msg, want)
+					}
+				}
+				if strings.Contains(msg, "FAILED") || strings.Contains(msg, "/var/lib/docker") {
+					t.Errorf("refusal %q reads as a failure or shows a path", msg)
+				}
+				if len(f.vd.configs) != 0 || len(f.vd.netOpts) != 0 {
+					t.Error("a throwaway database was started without room for it")
+				}
+			case tc.check != "":
+				if !errors.As(err, &ve) || ve.Check != tc.check {
+					t.Fatalf("err = %v, want a failure at %q", err, tc.check)
+				}
+			default:
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }
