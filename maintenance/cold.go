@@ -249,7 +249,7 @@ func existingDirs(t *minions.ColdTarget) ([]minions.DataDir, error) {
 		case err != nil:
 			return nil, fmt.Errorf("looking at the data folder %s: %w", d.Path, err)
 		case !fi.IsDir():
-			return nil, &userError{msg: fmt.Sprintf("the data folder %s is not a folder", d.Path)}
+			return nil, &userError{msg: fmt.Sprintf("the data folder %s is not a folder", d.Path), pub: fmt.Sprintf("its data folder %q is not a folder", d.Name)}
 		}
 		out = append(out, d)
 	}
@@ -528,6 +528,8 @@ func (c *Cold) untouched(fail *RestoreError) error {
 			msg: fmt.Sprintf("%s; then starting %s again failed too, so it may be down (`start %s` tries again): %s",
 				minions.Explain(fail.Cause), fail.Minion, fail.Minion, minions.Explain(err)),
 			err: fail.Cause,
+			pub: fmt.Sprintf("%s; then starting %s again failed too, so it may be down (`start %s` tries again): %s",
+				publicCause(fail.Cause), fail.Minion, fail.Minion, publicCause(err)),
 		}
 	}
 	return fail
@@ -545,7 +547,8 @@ func (c *Cold) check(ctx context.Context, t *minions.ColdTarget, id string) erro
 	}
 	for _, ch := range checks {
 		if ch.Err != nil {
-			return &userError{msg: fmt.Sprintf("the copy of %s on %s is damaged or unreadable (%s)", id, ch.Destination, minions.Explain(ch.Err)), err: ch.Err}
+			return &userError{msg: fmt.Sprintf("the copy of %s on %s is damaged or unreadable (%s)", id, ch.Destination, minions.Explain(ch.Err)), err: ch.Err,
+				pub: fmt.Sprintf("the copy of %s on %s is damaged or unreadable", id, ch.Destination)}
 		}
 		if !ch.Decrypted {
 			return &userError{msg: fmt.Sprintf("%s is encrypted and no decryption key (backups.encryption.identity_file) is configured", id)}

@@ -329,9 +329,9 @@ func (s *Scheduler) run(j *schedJob, catchUpOf time.Time) {
 	if err := ctx.Err(); err != nil && !rep.Failed() {
 		// The job returned as if all went well after being cut short: say so.
 		if errors.Is(err, context.DeadlineExceeded) {
-			rep.Err = fmt.Errorf("it was stopped after %s (maintenance.run_timeout), before it finished", reportDuration(j.Timeout))
+			rep.Err = PublicErrorf("it was stopped after %s (maintenance.run_timeout), before it finished", reportDuration(j.Timeout))
 		} else {
-			rep.Err = errors.New("it was stopped because Summoner was shutting down, before it finished")
+			rep.Err = PublicErrorf("it was stopped because Summoner was shutting down, before it finished")
 		}
 	}
 	cancel()
@@ -358,7 +358,9 @@ func (s *Scheduler) call(ctx context.Context, j *schedJob) (rep Report) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("job panicked", "job", j.Name, "panic", p, "stack", string(debug.Stack()))
-			rep = Report{Err: fmt.Errorf("it stopped on an internal error (a bug in Summoner; the logs have the details): %v", p)}
+			const msg = "it stopped on an internal error (a bug in Summoner; the logs have the details)"
+			// The panic's value may name anything: the log has it.
+			rep = Report{Err: &userError{msg: fmt.Sprintf("%s: %v", msg, p), pub: msg}}
 		}
 	}()
 	return j.Run(ctx)

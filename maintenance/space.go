@@ -48,9 +48,14 @@ func (e *NoRoomError) Error() string { return e.UserMessage() }
 
 // UserMessage says why the test restore did not run, for chat.
 func (e *NoRoomError) UserMessage() string {
-	return fmt.Sprintf("⚠️ The test restore of %s from %s did not run: %s has %s free, and restoring it needs about %s. "+
+	return fmt.Sprintf("⚠️ The test restore of %s from %s did not run: %s", e.Minion, e.BackupID, e.Public())
+}
+
+// Public is why, made of names and sizes only (see PublicError).
+func (e *NoRoomError) Public() string {
+	return fmt.Sprintf("%s has %s free, and restoring %s needs about %s. "+
 		"Nothing was tested, so this says nothing about the backup; free some space, then `verify-restore %s %s` tries again.",
-		e.Minion, e.BackupID, e.Where, human.Bytes(int64(e.Free)), human.Bytes(int64(e.Need)), e.Minion, e.BackupID)
+		e.Where, human.Bytes(int64(e.Free)), e.BackupID, human.Bytes(int64(e.Need)), e.Minion, e.BackupID)
 }
 
 // checkRoom refuses a test restore whose throwaway database would not fit

@@ -431,7 +431,8 @@ func (s *Service) verifyDump(ctx context.Context, m *storage.Manifest, res *Veri
 
 // damaged says a backup failed its integrity check as it was read back.
 func damaged(id string, err error) error {
-	return &userError{msg: fmt.Sprintf("backup %s is damaged: what is stored no longer matches what was written (%v)", id, err), err: err}
+	return &userError{msg: fmt.Sprintf("backup %s is damaged: what is stored no longer matches what was written (%v)", id, err), err: err,
+		pub: fmt.Sprintf("backup %s is damaged: what is stored no longer matches what was written", id)}
 }
 
 // compareCounts lines up what was recorded with what was found, by name.

@@ -91,7 +91,7 @@ func newScheduler(cfg config.Config, svc services, pub maintenance.ReportPublish
 }
 
 // errNoDestination: maintenance needs somewhere to store backups.
-var errNoDestination = errors.New("no backup destination is configured (backups.destinations)")
+var errNoDestination = maintenance.PublicErrorf("no backup destination is configured (backups.destinations)")
 
 // forEachMinion runs one action per minion (those with a database, or all
 // summoned ones), one after the other, and collects a result each.
