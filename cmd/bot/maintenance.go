@@ -38,6 +38,16 @@ var errNoOpsChannel = errors.New("no ops channel to report to; set chat.ops_chan
 
 // Publish posts the report.
 func (r *reporter) Publish(ctx context.Context, rep maintenance.Report) error {
+	// The report says only what any member may read; the detail of each
+	// failure (hosts, paths, a tool's output) goes to the log.
+	if rep.Err != nil {
+		r.log.Error("a maintenance run failed", "job", rep.Job, "err", rep.Err)
+	}
+	for _, m := range rep.Results {
+		if m.Err != nil {
+			r.log.Error("a maintenance action failed", "job", rep.Job, "minion", m.Minion, "action", m.Action, "err", m.Err)
+		}
+	}
 	text := rep.Render()
 	if r.channel == "" {
 		r.log.Warn("report not posted", "job", rep.Job, "failed", rep.Failed(), "err", errNoOpsChannel, "report", text)
