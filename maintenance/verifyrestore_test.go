@@ -536,3 +536,19 @@ func TestVerifyRestoreRefusesWithoutRoom(t *testing.T) {
 		})
 	}
 }
+
+func TestVerifyRestoreNewestOfAKind(t *testing.T) {
+	f := newVerifyFixture(t, "postgres", pgVerify{counts: pgCountsOut}.answer)
+	_, err := f.s.VerifyRestoreNewest(context.Background(), "testmin", storage.KindCold, nil)
+	if !errors.Is(err, maintenance.ErrNoBackup) || !strings.Contains(err.Error(), "testmin has no cold backups yet") {
+		t.Fatalf("no cold backup yet: %v", err)
+	}
+	dump := f.store(t, storage.Meta{Minion: "testmin", Kind: storage.KindDump, DBKind: "postgres", Counts: pgCounts}, dumpN(0))
+	cold := f.store(t, storage.Meta{Minion: "testmin", Kind: storage.KindCold}, tarOf(t, map[string]string{"data/a": "a"}))
+	for kind, want := range map[string]string{storage.KindCold: cold, storage.KindDump: dump} {
+		res, err := f.s.VerifyRestoreNewest(context.Background(), "testmin", kind, nil)
+		if err != nil || res.BackupID != want {
+			t.Errorf("newest %q: tested %+v, %v; want %s", kind, res, err, want)
+		}
+	}
+}
