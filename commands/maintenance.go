@@ -147,7 +147,7 @@ func MaintenanceCommands(m Maintenance, e MinionEngine, repo BackupRepo, sched S
 		},
 		{
 			Name: "verify-restore", Args: "<minion> [backup id]", Summary: "test-restore a backup (the newest by default) into a throwaway database and compare it",
-			Help:  "A dump is restored into a throwaway database container of the same image on a private network, and its row counts are compared with those recorded at dump time; a cold backup is unpacked into a scratch folder and its files counted. Nothing of the running minion is touched.",
+			Help:  "A dump is restored into a throwaway database container of the same image on a private network, and its row counts are compared with those recorded at dump time; a cold backup is read through entry by entry, writing nothing to disk, and its files, bytes and their hash are compared with those recorded when it was taken. Nothing of the running minion is touched.",
 			Level: Operator, Timeout: 2 * time.Hour,
 			Run: func(ctx context.Context, r *Request) (string, error) {
 				if err := need(); err != nil {
@@ -271,7 +271,7 @@ func renderDumped(res *maintenance.DumpResult) string {
 func scheduleCommand(sched Schedules) Definition {
 	return Definition{
 		Name: "schedule", Args: "[set <job> <cron> | off <job> | reset <job>]", Summary: "list the maintenance schedules, or change one (admin)",
-		Help: "Jobs: dump, cold_backup, verify_restore, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
+		Help: "Jobs: dump, cold_backup, verify_restore, verify_cold_restore, prune, digest. A schedule is a cron expression (`0 3 * * *` is every night at 03:00; a sixth field in front gives seconds), `@daily`, or `off`. Changes are kept across restarts; `reset` goes back to the config's.",
 		Run: func(_ context.Context, r *Request) (string, error) {
 			if sched == nil {
 				return "", Errorf("No maintenance is scheduled here: see `maintenance:` in the config.")

@@ -166,6 +166,9 @@ type Maintenance struct {
 	// VerifyRestore restores the newest backups into throwaway containers
 	// and compares them with what was dumped.
 	VerifyRestore string `yaml:"verify_restore"`
+	// VerifyColdRestore test-restores the newest cold backup of each
+	// minion that also has a database (verify_restore tests its dumps).
+	VerifyColdRestore string `yaml:"verify_cold_restore"`
 	// Prune applies the retention policy. It has its own schedule rather
 	// than following the dump: prune never touches a backup still being
 	// written and always keeps the newest complete one, so the two may
@@ -194,7 +197,7 @@ const ScheduleOff = "off"
 func (m Maintenance) Schedules() []Schedule {
 	return []Schedule{
 		{"dump", m.Dump}, {"cold_backup", m.ColdBackup}, {"verify_restore", m.VerifyRestore},
-		{"prune", m.Prune}, {"digest", m.Digest},
+		{"verify_cold_restore", m.VerifyColdRestore}, {"prune", m.Prune}, {"digest", m.Digest},
 	}
 }
 
@@ -323,13 +326,15 @@ func Defaults() Config {
 			Alerts: Alerts{Containers: true, Window: Duration(10 * time.Minute), LogLines: 20},
 		},
 		Maintenance: Maintenance{
-			Dump:          "0 3 * * *",  // nightly, at 03:00
-			ColdBackup:    "0 2 * * 0",  // Sundays at 02:00, before the dump
-			VerifyRestore: "0 5 * * 0",  // Sundays at 05:00, after both
-			Prune:         "30 4 * * *", // nightly, after the dump
-			Digest:        "0 8 * * 1",  // Mondays at 08:00, for the week's start
-			RunTimeout:    Duration(6 * time.Hour),
-			StateFile:     defaultMaintenanceStateFile(),
+			Dump:          "0 3 * * *", // nightly, at 03:00
+			ColdBackup:    "0 2 * * 0", // Sundays at 02:00, before the dump
+			VerifyRestore: "0 5 * * 0", // Sundays at 05:00, after both
+			// Sundays at 06:00: the cold backups of minions with a database.
+			VerifyColdRestore: "0 6 * * 0",
+			Prune:             "30 4 * * *", // nightly, after the dump
+			Digest:            "0 8 * * 1",  // Mondays at 08:00, for the week's start
+			RunTimeout:        Duration(6 * time.Hour),
+			StateFile:         defaultMaintenanceStateFile(),
 		},
 	}
 }

@@ -364,7 +364,7 @@ func TestMaintenanceSection(t *testing.T) {
 			name: "seconds field, descriptor, off and a time zone",
 			file: "maintenance:\n  dump: \"*/30 * * * * *\"\n  cold_backup: \"@weekly\"\n  verify_restore: off\n  prune: \"CRON_TZ=UTC 15 4 * * *\"\n  digest: \"Off\"\n  timezone: Europe/Paris\n  run_timeout: 90m\n  state_file: /var/lib/s/m.json\n",
 			check: func(t *testing.T, m Maintenance) {
-				want := []Schedule{{"dump", "*/30 * * * * *"}, {"cold_backup", "@weekly"}, {"verify_restore", "off"}, {"prune", "CRON_TZ=UTC 15 4 * * *"}, {"digest", "Off"}}
+				want := []Schedule{{"dump", "*/30 * * * * *"}, {"cold_backup", "@weekly"}, {"verify_restore", "off"}, {"verify_cold_restore", "0 6 * * 0"}, {"prune", "CRON_TZ=UTC 15 4 * * *"}, {"digest", "Off"}}
 				if !slices.Equal(m.Schedules(), want) {
 					t.Errorf("schedules = %v, want %v", m.Schedules(), want)
 				}
@@ -438,9 +438,9 @@ func TestMaintenanceSection(t *testing.T) {
 		},
 		{
 			name: "every bad schedule at once",
-			file: "maintenance:\n  dump: x\n  cold_backup: y\n  verify_restore: z\n  prune: \"61 * * * *\"\n  digest: \"@fortnightly\"\n",
+			file: "maintenance:\n  dump: x\n  cold_backup: y\n  verify_restore: z\n  verify_cold_restore: w\n  prune: \"61 * * * *\"\n  digest: \"@fortnightly\"\n",
 			want: []string{"config.yml:2: maintenance.dump", "config.yml:3: maintenance.cold_backup", "config.yml:4: maintenance.verify_restore",
-				"config.yml:5: maintenance.prune", "config.yml:6: maintenance.digest"},
+				"config.yml:5: maintenance.verify_cold_restore", "config.yml:6: maintenance.prune", "config.yml:7: maintenance.digest"},
 		},
 	}
 	for _, tt := range bad {

@@ -249,7 +249,7 @@ func existingDirs(t *minions.ColdTarget) ([]minions.DataDir, error) {
 		case err != nil:
 			return nil, fmt.Errorf("looking at the data folder %s: %w", d.Path, err)
 		case !fi.IsDir():
-			return nil, &userError{msg: fmt.Sprintf("the data folder %s is not a folder", d.Path)}
+			return nil, &userError{msg: fmt.Sprintf("the data folder %s is not a folder", d.Path), pub: fmt.Sprintf("its data folder %q is not a folder", d.Name)}
 		}
 		out = append(out, d)
 	}
@@ -277,11 +277,15 @@ func (c *Cold) archive(ctx context.Context, t *minions.ColdTarget, dirs []minion
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
+	// The archive's files, bytes and entries are counted and hashed on
+	// the side as it streams, for test restores to compare with later.
+	var tally storage.Tally
 	go func() {
 		cw := newCheckWriter(pw)
+		tw := newTallyWriter(ctx)
 		err := c.runHelper(ctx, helperRun{
 			minion: t.Minion, what: "cold-backup", image: ref, dirs: dirs, readOnly: true,
-			entrypoint: []string{"tar"}, cmd: cmd, stdout: cw,
+			entrypoint: []string{"tar"}, cmd: cmd, stdout: io.MultiWriter(cw, tw),
 		})
 		if err == nil {
 			p := cw.problem(tarFormat)
@@ -292,10 +296,20 @@ func (c *Cold) archive(ctx context.Context, t *minions.ColdTarget, dirs []minion
 				err = &DumpError{Op: "archive", DB: "data folders of " + t.Minion, Tool: "tar", Reason: p}
 			}
 		}
+		// Finished before the repository sees the end of the stream, so
+		// the tally is whole when Store asks for it.
+		if a, terr := tw.finish(err); terr != nil {
+			if err == nil {
+				c.log.Warn("counting a cold backup's files; the backup will not record them", "minion", t.Minion, "err", terr)
+			}
+		} else {
+			tally = a.record()
+		}
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	res, storeErr := c.s.o.Repo.Store(ctx, storage.Meta{Minion: t.Minion, Kind: storage.KindCold, DBKind: t.DBKind, Images: t.Images}, pr)
+	meta := storage.Meta{Minion: t.Minion, Kind: storage.KindCold, DBKind: t.DBKind, Images: t.Images, Tally: func() storage.Tally { return tally }}
+	res, storeErr := c.s.o.Repo.Store(ctx, meta, pr)
 	pr.CloseWithError(errStoreStopped) // a helper still writing stops
 	helperErr := <-done
 	switch {
@@ -514,6 +528,8 @@ func (c *Cold) untouched(fail *RestoreError) error {
 			msg: fmt.Sprintf("%s; then starting %s again failed too, so it may be down (`start %s` tries again): %s",
 				minions.Explain(fail.Cause), fail.Minion, fail.Minion, minions.Explain(err)),
 			err: fail.Cause,
+			pub: fmt.Sprintf("%s; then starting %s again failed too, so it may be down (`start %s` tries again): %s",
+				publicCause(fail.Cause), fail.Minion, fail.Minion, publicCause(err)),
 		}
 	}
 	return fail
@@ -531,7 +547,8 @@ func (c *Cold) check(ctx context.Context, t *minions.ColdTarget, id string) erro
 	}
 	for _, ch := range checks {
 		if ch.Err != nil {
-			return &userError{msg: fmt.Sprintf("the copy of %s on %s is damaged or unreadable (%s)", id, ch.Destination, minions.Explain(ch.Err)), err: ch.Err}
+			return &userError{msg: fmt.Sprintf("the copy of %s on %s is damaged or unreadable (%s)", id, ch.Destination, minions.Explain(ch.Err)), err: ch.Err,
+				pub: fmt.Sprintf("the copy of %s on %s is damaged or unreadable", id, ch.Destination)}
 		}
 		if !ch.Decrypted {
 			return &userError{msg: fmt.Sprintf("%s is encrypted and no decryption key (backups.encryption.identity_file) is configured", id)}

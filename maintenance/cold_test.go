@@ -166,6 +166,7 @@ type coldFixture struct {
 	e    *coldEngine
 	repo *storage.Repository
 	root string // the repository's folder
+	s    *maintenance.Service
 	cold *maintenance.Cold
 }
 
@@ -184,8 +185,8 @@ func newColdFixture(t *testing.T, answer func(n int, argv string) coldRun) *cold
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := maintenance.New(maintenance.Options{Repo: f.repo, RecoverTimeout: time.Minute})
-	f.cold, err = s.Cold(maintenance.ColdOptions{Docker: f.d, Engine: f.e})
+	f.s = maintenance.New(maintenance.Options{Repo: f.repo, RecoverTimeout: time.Minute})
+	f.cold, err = f.s.Cold(maintenance.ColdOptions{Docker: f.d, Engine: f.e})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,6 +286,15 @@ func TestColdBackupStoresTheArchiveAndStartsAgain(t *testing.T) {
 	}
 	if res.Manifest.Kind != storage.KindCold || res.Manifest.Payload.Size != int64(len(whole)) {
 		t.Errorf("stored %+v", res.Manifest)
+	}
+	// Counted and hashed as it streamed: a test restore compares them.
+	if c := res.Manifest.Counts; c["files"] != 1 || c["bytes"] != int64(len("content")) || c["entries"] != 3 || len(res.Manifest.EntriesSHA256) != 64 {
+		t.Errorf("recorded counts %v, entries hash %q", c, res.Manifest.EntriesSHA256)
+	}
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "absent")) // a test restore writes nothing
+	vr, err := f.s.VerifyRestore(context.Background(), "testmin", res.Manifest.ID, nil)
+	if err != nil || !vr.Hashed || len(vr.Failed()) != 0 {
+		t.Fatalf("test restore of the backup just taken: %+v, %v", vr, err)
 	}
 	cfg, host := f.d.configs[0], f.d.hosts[0]
 	if got := argv(cfg); got != "tar -c --numeric-owner -f - -C /cold data db_data" || cfg.Image != "mirror/"+maintenance.DefaultHelperImage {

@@ -1,6 +1,7 @@
 package maintenance
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -97,9 +98,12 @@ func (r Report) Render() string {
 		return r.Digest.Render()
 	}
 	var b strings.Builder
-	var failed, warned, good []MinionResult
+	var failed, refused, warned, good []MinionResult
 	for _, m := range r.Results {
+		var room *NoRoomError
 		switch {
+		case errors.As(m.Err, &room):
+			refused = append(refused, m)
 		case m.Failed():
 			failed = append(failed, m)
 		case len(m.MissedOn) > 0:
@@ -120,6 +124,9 @@ func (r Report) Render() string {
 		if len(failed) > 0 {
 			fmt.Fprintf(&b, ", **%d failed**", len(failed))
 		}
+		if len(refused) > 0 {
+			fmt.Fprintf(&b, ", **%d did not run**", len(refused))
+		}
 	}
 	if r.Duration > 0 {
 		fmt.Fprintf(&b, " · took %s", reportDuration(r.Duration))
@@ -128,11 +135,16 @@ func (r Report) Render() string {
 	if !r.CatchUpOf.IsZero() {
 		fmt.Fprintf(&b, "🔁 Run at start-up: it was due %s, while Summoner was stopped.\n", r.CatchUpOf.Format(reportTimeLayout))
 	}
+	// Errors in PublicError's words: a report goes to a channel, and the
+	// log has the detail.
 	if r.Err != nil {
-		fmt.Fprintf(&b, "⚠️ **The run failed:** %s\n", reportError(r.Err))
+		fmt.Fprintf(&b, "⚠️ **The run failed:** %s\n", PublicError(r.Err))
 	}
 	for _, m := range failed {
-		fmt.Fprintf(&b, "⚠️ **%s: %s failed:** %s\n", m.Minion, m.Action, reportError(m.Err))
+		fmt.Fprintf(&b, "⚠️ **%s: %s failed:** %s\n", m.Minion, m.Action, PublicError(m.Err))
+	}
+	for _, m := range refused {
+		fmt.Fprintf(&b, "⚠️ **%s: %s did not run:** %s\n", m.Minion, m.Action, PublicError(m.Err))
 	}
 	for _, m := range warned {
 		fmt.Fprintf(&b, "🟡 **%s: %s stored on %s only;** %s did not get a copy (the logs say why).\n",
@@ -283,17 +295,6 @@ func reportKind(kind string) string {
 
 // reportTimeLayout is how reports show a time.
 const reportTimeLayout = "Mon 2 Jan 15:04 MST"
-
-// reportError shows an error on one line, or its first line with the rest
-// (a tool's stderr, say) in a code block.
-func reportError(err error) string {
-	msg := strings.TrimSpace(err.Error())
-	first, rest, multi := strings.Cut(msg, "\n")
-	if !multi {
-		return msg
-	}
-	return first + "\n```\n" + strings.TrimSpace(rest) + "\n```"
-}
 
 func reportList(names []string) string {
 	if len(names) == 0 {

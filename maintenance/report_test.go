@@ -3,6 +3,7 @@ package maintenance
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,24 @@ func TestReportRender(t *testing.T) {
 			}},
 		},
 		{
+			// Reports go to channels whose members may be plain members:
+			// destination names and Summoner's words only, never a host, a
+			// user, a path, a tool's output or a backend's message.
+			name: "redacted",
+			rep: Report{Job: "dump", Title: "the nightly dump", Started: at, Duration: 3 * time.Minute, Results: []MinionResult{
+				{Minion: "wekan", Action: ActionDump, Err: fmt.Errorf("storing a dump of wekan: %w", fmt.Errorf("storing backup wekan/20250310T030000Z-dump: no destination got a good copy: %w",
+					errors.Join(&storage.DestinationError{Destination: "offsite", Op: storage.OpSave, Err: errors.New("sftp: put /srv/backups/summoner/wekan/20250310T030000Z-dump/data.zst on summoner@backup.example.com:22: ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey]")})))},
+				{Minion: "ghost", Action: ActionDump, Err: &DumpError{Op: "dump", DB: "mysql database ghost of ghost", Tool: "mysqldump", Reason: "mysqldump exited with code 2",
+					Output: "mysqldump: Got error: 1045: Access denied for user 'ghost'@'172.18.0.3' (using password: YES)"}},
+				{Minion: "nextcloud", Action: ActionColdBackup, Err: &ColdError{Minion: "nextcloud", Step: StepArchive, Cause: &userError{msg: "the data folder /srv/summoner/volumes/nextcloud/data is not a folder", pub: `its data folder "data" is not a folder`}}},
+				{Minion: "shop", Action: ActionTestRestore, Err: &VerifyError{Minion: "shop", BackupID: "shop/20250309T020000Z-cold", Check: CheckChecksum,
+					Cause: damaged("shop/20250309T020000Z-cold", &storage.DestinationError{Destination: "offsite", Op: storage.OpRead, Err: errors.New("sftp: open /srv/backups/summoner/shop/data.zst: no such file")})}},
+				{Minion: "wiki", Action: ActionTestRestore, Err: &NoRoomError{Minion: "wiki", BackupID: "wiki/20250310T030000Z-dump", Where: "the disk of Docker's data root", Need: 5 << 30, Free: 2 << 30}},
+				{Minion: "blog", Action: ActionDump, Err: errors.New("inspecting container abc123 on unix:///var/run/docker.sock: permission denied")},
+				{Minion: "notes", Action: ActionDump, Size: 3 << 20, Duration: 9 * time.Second, StoredOn: []string{"disk"}, MissedOn: []string{"offsite"}, Verified: true},
+			}},
+		},
+		{
 			name: "run_failed",
 			rep:  Report{Job: "prune", Title: "the prune of old backups", Started: at, Duration: time.Second, Err: errors.New("listing backups on disk: permission denied")},
 		},
@@ -89,7 +108,13 @@ func TestReportRender(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reportGolden(t, tt.name, tt.rep.Render())
+			out := tt.rep.Render()
+			for _, leak := range []string{"example.com", "summoner@", "/srv/", "/var/", "ssh:", "Access denied", "172.18", "permission denied", "no such file", "abc123"} {
+				if strings.Contains(out, leak) {
+					t.Errorf("the report shows %q:\n%s", leak, out)
+				}
+			}
+			reportGolden(t, tt.name, out)
 		})
 	}
 }

@@ -129,7 +129,8 @@ func (s *Service) check(ctx context.Context, db *Database, id string) error {
 	}
 	for _, c := range checks {
 		if c.Err != nil {
-			return &userError{msg: fmt.Sprintf("the copy of %s on %s is damaged or unreadable (%s)", id, c.Destination, minions.Explain(c.Err)), err: c.Err}
+			return &userError{msg: fmt.Sprintf("the copy of %s on %s is damaged or unreadable (%s)", id, c.Destination, minions.Explain(c.Err)), err: c.Err,
+				pub: fmt.Sprintf("the copy of %s on %s is damaged or unreadable", id, c.Destination)}
 		}
 		if !c.Decrypted {
 			return &userError{msg: fmt.Sprintf("%s is encrypted and no decryption key (backups.encryption.identity_file) is configured", id)}
@@ -178,6 +179,17 @@ func (s *Service) apply(ctx context.Context, db *Database, id string, progress P
 type userError struct {
 	msg string
 	err error
+	// pub, when set, is msg without what only operators may read (a
+	// path, a backend's message), for reports in channels.
+	pub string
+}
+
+// Public is the message in words anyone may read (see PublicError).
+func (e *userError) Public() string {
+	if e.pub != "" {
+		return e.pub
+	}
+	return e.msg
 }
 
 func (e *userError) Error() string       { return e.msg }

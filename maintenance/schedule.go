@@ -50,8 +50,8 @@ type ReportPublisher interface {
 type ScheduledJob struct {
 	Name string // "dump": what `schedule set dump ...` and the config call it
 	// Title is how messages name it, "the scheduled dump"; "" gives that
-	// for the config's five jobs (dump, cold_backup, verify_restore,
-	// prune, digest) and "the <name> job" for others.
+	// for the config's jobs (dump, cold_backup, verify_restore,
+	// verify_cold_restore, prune, digest) and "the <name> job" for others.
 	Title string
 	// Spec is the schedule from the config, or "off"; a change made from
 	// chat overrides it.
@@ -287,6 +287,8 @@ func schedTitle(name string) string {
 		return "the scheduled cold backup"
 	case "verify_restore":
 		return "the scheduled test restore"
+	case "verify_cold_restore":
+		return "the scheduled test restore of cold backups"
 	case "prune":
 		return "the prune of old backups"
 	case "digest":
@@ -327,9 +329,9 @@ func (s *Scheduler) run(j *schedJob, catchUpOf time.Time) {
 	if err := ctx.Err(); err != nil && !rep.Failed() {
 		// The job returned as if all went well after being cut short: say so.
 		if errors.Is(err, context.DeadlineExceeded) {
-			rep.Err = fmt.Errorf("it was stopped after %s (maintenance.run_timeout), before it finished", reportDuration(j.Timeout))
+			rep.Err = PublicErrorf("it was stopped after %s (maintenance.run_timeout), before it finished", reportDuration(j.Timeout))
 		} else {
-			rep.Err = errors.New("it was stopped because Summoner was shutting down, before it finished")
+			rep.Err = PublicErrorf("it was stopped because Summoner was shutting down, before it finished")
 		}
 	}
 	cancel()
@@ -356,7 +358,9 @@ func (s *Scheduler) call(ctx context.Context, j *schedJob) (rep Report) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("job panicked", "job", j.Name, "panic", p, "stack", string(debug.Stack()))
-			rep = Report{Err: fmt.Errorf("it stopped on an internal error (a bug in Summoner; the logs have the details): %v", p)}
+			const msg = "it stopped on an internal error (a bug in Summoner; the logs have the details)"
+			// The panic's value may name anything: the log has it.
+			rep = Report{Err: &userError{msg: fmt.Sprintf("%s: %v", msg, p), pub: msg}}
 		}
 	}()
 	return j.Run(ctx)

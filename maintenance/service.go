@@ -45,6 +45,9 @@ type Options struct {
 	RecoverTimeout time.Duration
 	// Dumpers replaces the dumper of a kind (tests); others come from DumperFor.
 	Dumpers map[string]Dumper
+	// Space tells how much room a test restore's throwaway database has;
+	// nil asks the kernel (statfs).
+	Space DiskSpace
 }
 
 // Service dumps minions' databases into the repository and restores them.
@@ -60,6 +63,9 @@ func New(o Options) *Service {
 	}
 	if o.RecoverTimeout <= 0 {
 		o.RecoverTimeout = 30 * time.Minute
+	}
+	if o.Space == nil {
+		o.Space = statfsSpace{}
 	}
 	return &Service{o: o, log: o.Logger}
 }

@@ -1,10 +1,6 @@
 package maintenance
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,14 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -38,6 +33,9 @@ type VerifyDocker interface {
 	ContainerStart(ctx context.Context, id string, o container.StartOptions) error
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	ContainerRemove(ctx context.Context, id string, o container.RemoveOptions) error
+	// Info says where the engine keeps volumes (DockerRootDir): the
+	// throwaway database's data goes there, after a free-space check.
+	Info(ctx context.Context) (system.Info, error)
 }
 
 var _ VerifyDocker = (*client.Client)(nil)
@@ -97,7 +95,9 @@ type VerifyResult struct {
 	// Recorded: the backup recorded its counts when it was taken. If not,
 	// Checks only show what was found (an older backup).
 	Recorded bool
-	Took     time.Duration
+	// Hashed: a cold backup's entries hashed as they did when it was taken.
+	Hashed bool
+	Took   time.Duration
 }
 
 // Failed lists the checks whose counts differ.
@@ -143,11 +143,13 @@ func (r *VerifyResult) Text() string {
 	var b strings.Builder
 	what := fmt.Sprintf("restored into a throwaway %s database", r.DBKind)
 	if r.Kind == storage.KindCold {
-		what = "unpacked into a scratch folder"
+		what = "every entry read through, nothing written to disk"
 	}
 	fmt.Fprintf(&b, "✅ The test restore of %s from %s (%s, %s) passed: %s in %s.\n",
 		r.Minion, r.BackupID, r.Created.UTC().Format("2006-01-02 15:04 UTC"), humanBytes(r.Size), what, r.Took.Round(time.Second))
 	switch {
+	case r.Kind == storage.KindCold && r.Hashed:
+		b.WriteString("It holds the files and bytes it held when it was taken, and their contents hash the same.\n")
 	case r.Kind == storage.KindCold && r.Recorded:
 		b.WriteString("It holds the files and bytes it held when it was taken.\n")
 	case r.Kind == storage.KindCold:
@@ -208,12 +210,27 @@ func humanBytes(n int64) string {
 //   - a dump is restored into a throwaway container of the database's
 //     image, on a private network, and its rows are counted and compared
 //     with those recorded when it was dumped;
-//   - a cold backup is unpacked into a scratch folder, and its files and
-//     bytes are compared with those recorded when it was taken.
+//   - a cold backup is read through as a stream, entry by entry, writing
+//     nothing, and its files, bytes and their hash are compared with
+//     those recorded when it was taken.
 //
-// The throwaway container, its network and the scratch folder are always
-// removed. A backup that fails a check is a *VerifyError naming it.
+// The throwaway container and its network are always removed. A backup that fails a check is a *VerifyError naming it.
 func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, progress Progress) (*VerifyResult, error) {
+	return s.verifyRestore(ctx, minion, backupID, "", progress)
+}
+
+// ErrNoBackup is matched (errors.Is) by a test restore that found no
+// backup to test: the minion has none of the kind asked for yet.
+var ErrNoBackup = errors.New("no backup to test")
+
+// VerifyRestoreNewest test-restores the minion's newest backup of a kind
+// (storage.KindDump or storage.KindCold): the scheduled jobs test dumps
+// and cold backups of a minion with a database on schedules of their own.
+func (s *Service) VerifyRestoreNewest(ctx context.Context, minion, kind string, progress Progress) (*VerifyResult, error) {
+	return s.verifyRestore(ctx, minion, "", kind, progress)
+}
+
+func (s *Service) verifyRestore(ctx context.Context, minion, backupID, kind string, progress Progress) (*VerifyResult, error) {
 	started := time.Now()
 	fail := func(check string, cause error, res *VerifyResult) error {
 		id := backupID
@@ -223,7 +240,7 @@ func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, pr
 		s.log.Error("a test restore failed", "minion", minion, "backup", id, "check", check, "err", cause)
 		return &VerifyError{Minion: minion, BackupID: id, Check: check, Cause: cause, Result: res}
 	}
-	m, err := s.findBackup(ctx, minion, backupID, progress)
+	m, err := s.findBackup(ctx, minion, backupID, kind, progress)
 	if err != nil {
 		return nil, fail(CheckFind, err, nil)
 	}
@@ -238,6 +255,10 @@ func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, pr
 		check, err = CheckFind, fmt.Errorf("%s is a %q backup, which I cannot test", m.ID, m.Kind)
 	}
 	res.Took = time.Since(started)
+	var room *NoRoomError
+	if errors.As(err, &room) {
+		return nil, room // a refusal, not a failed test: nothing was tested
+	}
 	if err != nil {
 		return nil, fail(check, err, res)
 	}
@@ -245,21 +266,26 @@ func (s *Service) VerifyRestore(ctx context.Context, minion, backupID string, pr
 	return res, nil
 }
 
-// findBackup reads the manifest of a backup, or of the minion's newest.
-func (s *Service) findBackup(ctx context.Context, minion, id string, progress Progress) (*storage.Manifest, error) {
+// findBackup reads the manifest of a backup, or of the minion's newest
+// (of kind, unless kind is "").
+func (s *Service) findBackup(ctx context.Context, minion, id, kind string, progress Progress) (*storage.Manifest, error) {
 	lister, canList := s.o.Repo.(backupLister)
+	what := "backup"
+	if kind != "" {
+		what = reportKind(kind)
+	}
 	switch {
 	case id == "" && !canList:
 		return nil, errors.New("the backup repository cannot list backups; name the backup to test")
 	case id == "":
-		say(progress, "Looking for the newest backup of %s…", minion)
+		say(progress, "Looking for the newest %s of %s…", what, minion)
 	default:
 		say(progress, "Looking for backup %s…", id)
 	}
 	if canList {
 		list, errs := lister.List(ctx, minion)
 		for _, b := range list {
-			if b.Manifest.Minion == minion && (id == "" || b.Manifest.ID == id) {
+			if b.Manifest.Minion == minion && (id == "" || b.Manifest.ID == id) && (kind == "" || b.Manifest.Kind == kind) {
 				return b.Manifest, nil
 			}
 		}
@@ -267,7 +293,7 @@ func (s *Service) findBackup(ctx context.Context, minion, id string, progress Pr
 			return nil, fmt.Errorf("listing the backups of %s: %w", minion, errors.Join(errs...))
 		}
 		if id == "" {
-			return nil, &userError{msg: fmt.Sprintf("%s has no backups yet", minion)}
+			return nil, &userError{msg: fmt.Sprintf("%s has no %ss yet", minion, what), err: ErrNoBackup}
 		}
 		return nil, &userError{msg: fmt.Sprintf("there is no backup %s of %s; `backups %s` lists them", id, minion, minion), err: storage.ErrNotExist}
 	}
@@ -344,6 +370,16 @@ func (s *Service) verifyDump(ctx context.Context, m *storage.Manifest, res *Veri
 		return CheckFind, &userError{msg: fmt.Sprintf("%s is a %s dump and %s now runs %s", m.ID, m.DBKind, m.Minion, live.Kind)}
 	}
 
+	// Its data goes in an anonymous volume under Docker's data root, never
+	// under /tmp; a disk too small is refused before anything is written.
+	info, err := vd.Info(ctx)
+	if err != nil {
+		return CheckStart, fmt.Errorf("asking Docker where it keeps volumes: %w", err)
+	}
+	if err := s.checkRoom(info.DockerRootDir, m); err != nil {
+		return CheckStart, err
+	}
+
 	tb := &throwaway{d: vd, log: s.log}
 	// Removed however the test ends, even past the command's deadline; a
 	// leftover fails a test that passed otherwise.
@@ -395,7 +431,8 @@ func (s *Service) verifyDump(ctx context.Context, m *storage.Manifest, res *Veri
 
 // damaged says a backup failed its integrity check as it was read back.
 func damaged(id string, err error) error {
-	return &userError{msg: fmt.Sprintf("backup %s is damaged: what is stored no longer matches what was written (%v)", id, err), err: err}
+	return &userError{msg: fmt.Sprintf("backup %s is damaged: what is stored no longer matches what was written (%v)", id, err), err: err,
+		pub: fmt.Sprintf("backup %s is damaged: what is stored no longer matches what was written", id)}
 }
 
 // compareCounts lines up what was recorded with what was found, by name.
@@ -626,30 +663,23 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf) || strings.Contains(strings.ToLower(err.Error()), "no such")
 }
 
-// verifyCold unpacks a cold backup (a tar, perhaps gzipped) into a scratch
-// folder, removed afterwards, and compares its files and bytes.
+// verifyCold reads a cold backup through as a stream, entry by entry,
+// writing nothing anywhere (a data set may be larger than any scratch
+// space: /tmp is often a tmpfs), and compares its files, bytes, entries
+// and their hash with those recorded when it was taken. A backup that
+// recorded none still has every entry read and its end marker checked.
 func (s *Service) verifyCold(ctx context.Context, m *storage.Manifest, res *VerifyResult, progress Progress) (string, error) {
-	say(progress, "Unpacking %s into a scratch folder…", m.ID)
+	say(progress, "Reading %s through, entry by entry…", m.ID)
 	r, err := s.checkedOpen(ctx, m.ID)
 	if err != nil {
 		return CheckChecksum, err
 	}
-	scratch, err := os.MkdirTemp("", "summoner-verify-")
-	if err != nil {
-		r.finish()
-		return CheckUnpack, fmt.Errorf("making a scratch folder: %w", err)
-	}
-	defer func() {
-		if err := os.RemoveAll(scratch); err != nil {
-			s.log.Error("removing a test restore's scratch folder", "dir", scratch, "err", err)
-		}
-	}()
-	files, size, unpackErr := unpack(ctx, r, scratch)
+	found, scanErr := scanArchive(ctx, r)
 	if readErr := r.finish(); readErr != nil {
 		return CheckChecksum, damaged(m.ID, readErr)
 	}
-	if unpackErr != nil {
-		return CheckUnpack, unpackErr
+	if scanErr != nil {
+		return CheckUnpack, scanErr
 	}
 	rec := func(key string) int64 {
 		if v, ok := m.Counts[key]; ok {
@@ -657,99 +687,19 @@ func (s *Service) verifyCold(ctx context.Context, m *storage.Manifest, res *Veri
 		}
 		return -1
 	}
-	res.Checks = []CountCheck{{Name: CountFiles, Expected: rec(CountFiles), Found: files}, {Name: CountBytes, Expected: rec(CountBytes), Found: size}}
+	res.Checks = []CountCheck{{Name: CountFiles, Expected: rec(CountFiles), Found: found.files}, {Name: CountBytes, Expected: rec(CountBytes), Found: found.bytes}}
+	if rec(CountEntries) >= 0 {
+		res.Checks = append(res.Checks, CountCheck{Name: CountEntries, Expected: rec(CountEntries), Found: found.entries})
+	}
 	res.Recorded = rec(CountFiles) >= 0 || rec(CountBytes) >= 0
 	if bad := res.Failed(); len(bad) > 0 {
 		return CheckFiles, &userError{msg: countsDiffer(bad, "total")}
 	}
+	if m.EntriesSHA256 != "" {
+		if found.digest() != m.EntriesSHA256 {
+			return CheckFiles, &userError{msg: "the entries' contents differ from those recorded when the backup was taken (their SHA-256 does not match)"}
+		}
+		res.Hashed = true
+	}
 	return "", nil
-}
-
-// unpack writes a tar's directories and regular files under dir, which
-// no entry may leave (os.Root refuses), and counts the files and their
-// bytes. Links and devices are counted as entries but not made: only the
-// data is being proven. A file shorter than its header says is an error.
-func unpack(ctx context.Context, r io.Reader, dir string) (files, size int64, err error) {
-	br := bufio.NewReader(r)
-	var src io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		gz, err := gzip.NewReader(br)
-		if err != nil {
-			return 0, 0, fmt.Errorf("reading the archive's compression: %w", err)
-		}
-		defer gz.Close()
-		src = gz
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return 0, 0, fmt.Errorf("opening the scratch folder: %w", err)
-	}
-	defer root.Close()
-	// Go's tar reader takes an archive cut at a file's end for a whole
-	// one; tar's own end marker, two zero blocks, tells them apart.
-	seen := &endReader{r: src, tail: tailBuffer{max: 1024}}
-	tr := tar.NewReader(seen)
-	for {
-		if err := ctx.Err(); err != nil {
-			return files, size, err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			if !seen.ended() {
-				return files, size, fmt.Errorf("the archive was cut short after %d files: it does not end with tar's end-of-archive marker", files)
-			}
-			return files, size, nil
-		}
-		if err != nil {
-			return files, size, fmt.Errorf("reading the archive after %d files: %w", files, err)
-		}
-		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		if name == "" {
-			continue // the archive's top folder
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o700); err != nil {
-				return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
-			}
-		case tar.TypeReg:
-			if d := path.Dir(name); d != "." {
-				if err := root.MkdirAll(d, 0o700); err != nil {
-					return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
-				}
-			}
-			f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err != nil {
-				return files, size, fmt.Errorf("unpacking %s: %w", h.Name, err)
-			}
-			n, err := io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return files, size, fmt.Errorf("unpacking %s (%d of its %d bytes): %w", h.Name, n, h.Size, err)
-			}
-			files++
-			size += n
-		}
-	}
-}
-
-// endReader keeps the last bytes the tar reader took, to find the end marker.
-type endReader struct {
-	r    io.Reader
-	n    int64
-	tail tailBuffer
-}
-
-func (e *endReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	e.n += int64(n)
-	e.tail.Write(p[:n])
-	return n, err
-}
-
-// ended: what was read is whole blocks, the last two of them zero.
-func (e *endReader) ended() bool {
-	return e.n%512 == 0 && len(e.tail.b) == 1024 && bytes.Count(e.tail.b, []byte{0}) == 1024
 }

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/summoner-bot/summoner/maintenance"
@@ -65,6 +68,22 @@ func (f *fakeVerifyDocker) ContainerCreate(_ context.Context, c *container.Confi
 	id := "ctr-" + name
 	f.containers[id] = name
 	return container.CreateResponse{ID: id}, nil
+}
+
+func (f *fakeVerifyDocker) Info(context.Context) (system.Info, error) {
+	return system.Info{DockerRootDir: "/var/lib/docker"}, nil
+}
+
+// fakeSpace is a disk with a given free space, or an error.
+type fakeSpace struct {
+	free  uint64
+	err   error
+	asked []string
+}
+
+func (f *fakeSpace) Free(dir string) (uint64, error) {
+	f.asked = append(f.asked, dir)
+	return f.free, f.err
 }
 
 func (f *fakeVerifyDocker) ContainerStart(context.Context, string, container.StartOptions) error {
@@ -135,16 +154,18 @@ func (p pgVerify) answer(cmd []string) fakeRun {
 
 type verifyFixture struct {
 	*fixture
-	vd *fakeVerifyDocker
-	s  *maintenance.Service
+	vd    *fakeVerifyDocker
+	space *fakeSpace
+	s     *maintenance.Service
 }
 
 func newVerifyFixture(t *testing.T, kind string, answer func([]string) fakeRun) *verifyFixture {
 	t.Helper()
 	f := newFixture(t, kind, answer)
 	vd := newFakeVerifyDocker(answer)
-	s := maintenance.New(maintenance.Options{Docker: vd, Engine: f.e, Repo: f.repo, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	return &verifyFixture{fixture: f, vd: vd, s: s}
+	space := &fakeSpace{free: 1 << 40}
+	s := maintenance.New(maintenance.Options{Docker: vd, Engine: f.e, Repo: f.repo, Space: space, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return &verifyFixture{fixture: f, vd: vd, space: space, s: s}
 }
 
 func (f *verifyFixture) store(t *testing.T, meta storage.Meta, payload []byte) string {
@@ -363,18 +384,35 @@ func TestVerifyRestoreOfAColdBackup(t *testing.T) {
 	files := map[string]string{"data/a.txt": "hello", "data/sub/b.bin": strings.Repeat("x", 3000), "../../escape": "no"}
 	good := tarOf(t, files)
 	const wantFiles, wantBytes = 3, 5 + 3000 + 2
+	// The tally a cold backup records, as it would have streamed past.
+	recorded := func(t *testing.T, payload []byte) storage.Tally {
+		a, err := maintenance.ScanArchive(context.Background(), bytes.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	other := tarOf(t, map[string]string{"data/a.txt": "HELLO", "data/sub/b.bin": strings.Repeat("x", 3000), "../../escape": "no"})
+	// A header whose checksum no longer matches: the stored bytes are the
+	// ones written (the repository's hash passes), but the archive is bad.
+	badHeader := bytes.Clone(good)
+	badHeader[512+10] ^= 0xff
 	for _, tc := range []struct {
 		name    string
 		payload []byte
 		counts  map[string]int64
+		tally   []byte // the archive whose tally was recorded
 		damage  bool
 		check   string
 		inText  string
 	}{
-		{name: "good", payload: good, counts: map[string]int64{"files": wantFiles, "bytes": wantBytes}, inText: "It holds the files and bytes it held"},
+		{name: "good", payload: good, tally: good, inText: "and their contents hash the same"},
+		{name: "counts only", payload: good, counts: map[string]int64{"files": wantFiles, "bytes": wantBytes}, inText: "It holds the files and bytes it held"},
 		{name: "nothing recorded", payload: good, inText: "did not record its file count and size"},
 		{name: "a file fewer than recorded", payload: good, counts: map[string]int64{"files": wantFiles + 1, "bytes": wantBytes},
 			check: maintenance.CheckFiles, inText: "files had 4 when the backup was taken, 3 came back"},
+		{name: "same sizes, other contents", payload: good, tally: other, check: maintenance.CheckFiles, inText: "their SHA-256 does not match"},
+		{name: "corrupted header", payload: badHeader, check: maintenance.CheckUnpack, inText: "reading the archive after 0 files"},
 		{name: "archive cut inside a file's padding", payload: good[:1024+200], check: maintenance.CheckUnpack, inText: "cut short"},
 		{name: "archive cut at a file's end", payload: good[:1536], check: maintenance.CheckUnpack, inText: "cut short after 1 files"},
 		{name: "archive cut inside a file", payload: good[:3072+100], check: maintenance.CheckUnpack, inText: "unexpected EOF"},
@@ -382,18 +420,19 @@ func TestVerifyRestoreOfAColdBackup(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newVerifyFixture(t, "postgres", pgVerify{}.answer)
-			id := f.store(t, storage.Meta{Minion: "testmin", Kind: storage.KindCold, Counts: tc.counts}, tc.payload)
+			meta := storage.Meta{Minion: "testmin", Kind: storage.KindCold, Counts: tc.counts}
+			if tc.tally != nil {
+				tally := recorded(t, tc.tally)
+				meta.Tally = func() storage.Tally { return tally }
+			}
+			id := f.store(t, meta, tc.payload)
 			if tc.damage {
 				f.damage(t, id)
 			}
-			before, _ := filepath.Glob(filepath.Join(os.TempDir(), "summoner-verify-*"))
+			// Nothing may be written: a temporary folder that does not
+			// exist makes any attempt fail.
+			t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "absent"))
 			res, err := f.s.VerifyRestore(context.Background(), "testmin", id, nil)
-			if after, _ := filepath.Glob(filepath.Join(os.TempDir(), "summoner-verify-*")); len(after) > len(before) {
-				t.Errorf("scratch folders left: %q", after)
-			}
-			if _, err := os.Stat(filepath.Join(os.TempDir(), "escape")); err == nil {
-				t.Error("an entry was written outside the scratch folder")
-			}
 			if len(f.vd.configs) != 0 {
 				t.Error("a container was made for a cold backup")
 			}
@@ -401,10 +440,10 @@ func TestVerifyRestoreOfAColdBackup(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c := res.Checks; len(c) != 2 || c[0].Found != wantFiles || c[1].Found != wantBytes {
+				if c := res.Checks; len(c) < 2 || c[0].Found != wantFiles || c[1].Found != wantBytes {
 					t.Errorf("checks %+v", c)
 				}
-				if !strings.Contains(res.Text(), tc.inText) {
+				if !strings.Contains(res.Text(), tc.inText) || !strings.Contains(res.Text(), "nothing written to disk") {
 					t.Errorf("report:\n%s", res.Text())
 				}
 				return
@@ -412,6 +451,9 @@ func TestVerifyRestoreOfAColdBackup(t *testing.T) {
 			var ve *maintenance.VerifyError
 			if !errors.As(err, &ve) || ve.Check != tc.check || !strings.Contains(ve.UserMessage(), tc.inText) {
 				t.Fatalf("err = %v, want a failure at %q saying %q", err, tc.check, tc.inText)
+			}
+			if !strings.Contains(ve.UserMessage(), "FAILED") {
+				t.Errorf("a bad archive is not reported as failed:\n%s", ve.UserMessage())
 			}
 		})
 	}
@@ -440,5 +482,73 @@ func TestVerifyRestoreFindsTheBackup(t *testing.T) {
 	res, err := f.s.VerifyRestore(context.Background(), "testmin", "", nil)
 	if err != nil || res.BackupID != newest {
 		t.Fatalf("tested %+v, %v; want the newest, %s", res, err, newest)
+	}
+}
+
+func TestVerifyRestoreRefusesWithoutRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		space  fakeSpace
+		refuse bool   // a *NoRoomError, not a failed test
+		check  string // else the failed check, "" for a pass
+	}{
+		{name: "room enough", space: fakeSpace{free: 2 << 30}},
+		{name: "too little room", space: fakeSpace{free: 100 << 20}, refuse: true},
+		{name: "a remote engine's root cannot be measured", space: fakeSpace{err: fmt.Errorf("statfs: %w", fs.ErrNotExist)}},
+		{name: "the free space cannot be read", space: fakeSpace{err: errors.New("statfs: input/output error")}, check: maintenance.CheckStart},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newVerifyFixture(t, "postgres", pgVerify{counts: pgCountsOut}.answer)
+			*f.space = tc.space
+			id := f.store(t, storage.Meta{Minion: "testmin", Kind: storage.KindDump, DBKind: "postgres", Counts: pgCounts}, dumpN(0))
+			_, err := f.s.VerifyRestore(context.Background(), "testmin", id, nil)
+			if !slices.Equal(f.space.asked, []string{"/var/lib/docker"}) {
+				t.Errorf("free space asked of %q, want Docker's data root", f.space.asked)
+			}
+			var room *maintenance.NoRoomError
+			var ve *maintenance.VerifyError
+			switch {
+			case tc.refuse:
+				if !errors.As(err, &room) || errors.As(err, &ve) {
+					t.Fatalf("err = %v, want a refusal", err)
+				}
+				msg := room.UserMessage()
+				for _, want := range []string{"did not run", "100 MiB free", "needs about 1.0 GiB", "says nothing about the backup"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("refusal %q does not say %q", msg, want)
+					}
+				}
+				if strings.Contains(msg, "FAILED") || strings.Contains(msg, "/var/lib/docker") {
+					t.Errorf("refusal %q reads as a failure or shows a path", msg)
+				}
+				if len(f.vd.configs) != 0 || len(f.vd.netOpts) != 0 {
+					t.Error("a throwaway database was started without room for it")
+				}
+			case tc.check != "":
+				if !errors.As(err, &ve) || ve.Check != tc.check {
+					t.Fatalf("err = %v, want a failure at %q", err, tc.check)
+				}
+			default:
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestVerifyRestoreNewestOfAKind(t *testing.T) {
+	f := newVerifyFixture(t, "postgres", pgVerify{counts: pgCountsOut}.answer)
+	_, err := f.s.VerifyRestoreNewest(context.Background(), "testmin", storage.KindCold, nil)
+	if !errors.Is(err, maintenance.ErrNoBackup) || !strings.Contains(err.Error(), "testmin has no cold backups yet") {
+		t.Fatalf("no cold backup yet: %v", err)
+	}
+	dump := f.store(t, storage.Meta{Minion: "testmin", Kind: storage.KindDump, DBKind: "postgres", Counts: pgCounts}, dumpN(0))
+	cold := f.store(t, storage.Meta{Minion: "testmin", Kind: storage.KindCold}, tarOf(t, map[string]string{"data/a": "a"}))
+	for kind, want := range map[string]string{storage.KindCold: cold, storage.KindDump: dump} {
+		res, err := f.s.VerifyRestoreNewest(context.Background(), "testmin", kind, nil)
+		if err != nil || res.BackupID != want {
+			t.Errorf("newest %q: tested %+v, %v; want %s", kind, res, err, want)
+		}
 	}
 }

@@ -720,7 +720,14 @@ func (w *Watcher) complete(ctx context.Context, j alertJob) Event {
 		lines = append(lines, "Last health check: `"+strings.ReplaceAll(hide.line(d.health), "`", "'")+"`")
 	}
 	if d.err != nil {
-		lines = append(lines, fmt.Sprintf("No log lines: %s.", hide.line(d.err.Error())))
+		// Docker's own message may name paths and the socket; alerts go to
+		// channels whose members may be plain members, so the log has it.
+		w.log.Warn("reading a container's log lines for an alert", "container", shortID(j.container), "err", d.err)
+		why := d.errText
+		if why == "" {
+			why = "Docker could not give them (Summoner's log says why)"
+		}
+		lines = append(lines, fmt.Sprintf("No log lines: %s.", why))
 		ev.Text = strings.Join(lines, "\n")
 		return ev
 	}
@@ -770,7 +777,8 @@ func logBlock(lines []string, budget int) string {
 
 type containerDetails struct {
 	logs    []string
-	err     error  // why there are no logs
+	err     error  // why there are no logs, for the log
+	errText string // the same in words any channel may read
 	restart string // "Docker restarts it …", or ""
 	health  string // the last health check's output
 }
@@ -787,7 +795,8 @@ func (w *Watcher) details(ctx context.Context, id string) containerDetails {
 	case d := <-done:
 		return d
 	case <-ctx.Done():
-		return containerDetails{err: fmt.Errorf("Docker did not answer within %s", w.fetchLimit)}
+		msg := fmt.Sprintf("Docker did not answer within %s", w.fetchLimit)
+		return containerDetails{err: errors.New(msg), errText: msg}
 	}
 }
 

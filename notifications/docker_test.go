@@ -28,6 +28,7 @@ type fakeDocker struct {
 	inspect  map[string]container.InspectResponse
 	hang     chan struct{} // non-nil: ContainerLogs blocks until it closes, ignoring ctx
 	hangRead bool          // ContainerLogs returns a body whose Read blocks until Close
+	logsErr  error         // non-nil: ContainerLogs fails with it
 }
 
 type fakeStream struct {
@@ -52,8 +53,11 @@ func (f *fakeDocker) Events(ctx context.Context, o events.ListOptions) (<-chan e
 
 func (f *fakeDocker) ContainerLogs(ctx context.Context, id string, o container.LogsOptions) (io.ReadCloser, error) {
 	f.mu.Lock()
-	hang, hangRead, b, ok := f.hang, f.hangRead, f.logs[id], f.logs[id] != nil
+	hang, hangRead, b, ok, logsErr := f.hang, f.hangRead, f.logs[id], f.logs[id] != nil, f.logsErr
 	f.mu.Unlock()
+	if logsErr != nil {
+		return nil, logsErr
+	}
 	if hang != nil {
 		<-hang
 		return nil, errors.New("hung")
@@ -692,6 +696,26 @@ func TestWatcherLogsHang(t *testing.T) {
 				t.Fatalf("%s:\n%s", ev.Type, ev.Text)
 			}
 		})
+	}
+}
+
+// TestWatcherAlertHidesDockerErrors: an alert goes to a channel whose
+// members may be plain members, so Docker's own error (paths, the socket)
+// stays in the log.
+func TestWatcherAlertHidesDockerErrors(t *testing.T) {
+	const id = "fail0123456789"
+	h := startWatch(t, nil)
+	h.fd.mu.Lock()
+	h.fd.logsErr = errors.New("Error response from daemon: open /var/lib/docker/containers/fail0123456789/fail0123456789-json.log: permission denied")
+	h.fd.mu.Unlock()
+	h.fd.setInspect(id, false, "", false)
+	h.send(h.msg(events.ActionDie, id, "testmin-web", "testmin", "exitCode=1"))
+	h.sync()
+	h.timers.fire(testGrace)
+	ev := h.next()
+	if !strings.Contains(ev.Text, "No log lines: Docker could not give them (Summoner's log says why).") ||
+		strings.Contains(ev.Text, "/var/lib") || strings.Contains(ev.Text, "permission denied") {
+		t.Fatalf("alert:\n%s", ev.Text)
 	}
 }
 

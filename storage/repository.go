@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"maps"
 	"path"
 	"regexp"
 	"sort"
@@ -55,6 +56,10 @@ type Manifest struct {
 	// (documents per collection) for a dump; "files" and "bytes" for a
 	// cold backup. A test restore compares them; nil in older backups.
 	Counts map[string]int64 `json:"counts,omitempty"`
+	// EntriesSHA256 is, for a cold backup, a SHA-256 over its archive's
+	// entries (headers and contents, in order), taken as it streamed past;
+	// a test restore recomputes it without unpacking. "" in older backups.
+	EntriesSHA256 string `json:"entries_sha256,omitempty"`
 }
 
 // Sum is a size and a SHA-256.
@@ -68,6 +73,17 @@ type Meta struct {
 	Minion, Kind, DBKind string
 	Images               map[string]string
 	Counts               map[string]int64 // see Manifest.Counts; nil if unknown
+	// Tally, when set, is called once the payload has been read to its
+	// end, before the manifest is written: what only the stream itself
+	// can tell (a cold backup's files and bytes). Its counts are added to
+	// Counts.
+	Tally func() Tally
+}
+
+// Tally is what a payload held, known once it has streamed past.
+type Tally struct {
+	Counts        map[string]int64
+	EntriesSHA256 string
 }
 
 // Options configure a Repository.
@@ -198,7 +214,7 @@ func (r *Repository) Store(ctx context.Context, meta Meta, payload io.Reader) (*
 	m := &Manifest{
 		Format: 1, ID: id, Minion: meta.Minion, Kind: meta.Kind, Created: created, DBKind: meta.DBKind,
 		Images: meta.Images, SummonerVersion: r.o.Version, Compression: "zstd", DataFile: "data.zst",
-		Counts: meta.Counts,
+		Counts: maps.Clone(meta.Counts),
 	}
 	if len(r.recipients) > 0 {
 		m.Encryption = r.o.Recipients
@@ -218,6 +234,16 @@ func (r *Repository) Store(ctx context.Context, meta Meta, payload io.Reader) (*
 	}
 	results := fan.finish()
 	m.Payload, m.Stored = plain.sum(), stored.sum()
+	if meta.Tally != nil {
+		t := meta.Tally()
+		if len(t.Counts) > 0 && m.Counts == nil {
+			m.Counts = map[string]int64{}
+		}
+		for k, v := range t.Counts {
+			m.Counts[k] = v
+		}
+		m.EntriesSHA256 = t.EntriesSHA256
+	}
 
 	res := &StoreResult{Manifest: m}
 	manifest, _ := json.MarshalIndent(m, "", "  ")

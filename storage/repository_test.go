@@ -205,3 +205,34 @@ func mustList(t *testing.T, b storage.Backend) []storage.FileInfo {
 	}
 	return l
 }
+
+func TestStoreRecordsTheTally(t *testing.T) {
+	r, err := storage.NewRepository(storage.Options{Backends: []storage.Backend{&storage.Local{Root: t.TempDir()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int64{"given": 1}
+	payload := strings.NewReader("the payload")
+	meta := storage.Meta{Minion: "m", Kind: storage.KindCold, Counts: counts, Tally: func() storage.Tally {
+		if payload.Len() != 0 {
+			t.Error("the tally was asked for before the payload was read to its end")
+		}
+		return storage.Tally{Counts: map[string]int64{"files": 2}, EntriesSHA256: "abc"}
+	}}
+	res, err := r.Store(context.Background(), meta, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, errs := r.List(context.Background(), "m")
+	if len(errs) > 0 || len(list) != 1 {
+		t.Fatalf("list %v %v", list, errs)
+	}
+	for _, m := range []*storage.Manifest{res.Manifest, list[0].Manifest} {
+		if m.Counts["given"] != 1 || m.Counts["files"] != 2 || m.EntriesSHA256 != "abc" {
+			t.Errorf("manifest counts %v, entries hash %q", m.Counts, m.EntriesSHA256)
+		}
+	}
+	if len(counts) != 1 {
+		t.Errorf("the caller's counts were changed: %v", counts)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/summoner-bot/summoner/commands"
 	"github.com/summoner-bot/summoner/config"
 	"github.com/summoner-bot/summoner/maintenance"
+	"github.com/summoner-bot/summoner/storage"
 )
 
 // reporter posts reports to the ops channel through the chat outbox.
@@ -36,6 +38,16 @@ var errNoOpsChannel = errors.New("no ops channel to report to; set chat.ops_chan
 
 // Publish posts the report.
 func (r *reporter) Publish(ctx context.Context, rep maintenance.Report) error {
+	// The report says only what any member may read; the detail of each
+	// failure (hosts, paths, a tool's output) goes to the log.
+	if rep.Err != nil {
+		r.log.Error("a maintenance run failed", "job", rep.Job, "err", rep.Err)
+	}
+	for _, m := range rep.Results {
+		if m.Err != nil {
+			r.log.Error("a maintenance action failed", "job", rep.Job, "minion", m.Minion, "action", m.Action, "err", m.Err)
+		}
+	}
 	text := rep.Render()
 	if r.channel == "" {
 		r.log.Warn("report not posted", "job", rep.Job, "failed", rep.Failed(), "err", errNoOpsChannel, "report", text)
@@ -64,8 +76,11 @@ func newScheduler(cfg config.Config, svc services, pub maintenance.ReportPublish
 		"dump":           func(ctx context.Context) maintenance.Report { return dumpAll(ctx, svc) },
 		"cold_backup":    func(ctx context.Context) maintenance.Report { return coldBackupAll(ctx, svc) },
 		"verify_restore": func(ctx context.Context) maintenance.Report { return verifyRestoreAll(ctx, svc) },
-		"prune":          func(ctx context.Context) maintenance.Report { return pruneAll(ctx, svc) },
-		"digest":         func(ctx context.Context) maintenance.Report { return digest(ctx, svc) },
+		"verify_cold_restore": func(ctx context.Context) maintenance.Report {
+			return verifyColdRestoreAll(ctx, svc)
+		},
+		"prune":  func(ctx context.Context) maintenance.Report { return pruneAll(ctx, svc) },
+		"digest": func(ctx context.Context) maintenance.Report { return digest(ctx, svc) },
 	}
 	if svc.maint == nil {
 		// Every job needs a destination: better one line now than a
@@ -86,7 +101,7 @@ func newScheduler(cfg config.Config, svc services, pub maintenance.ReportPublish
 }
 
 // errNoDestination: maintenance needs somewhere to store backups.
-var errNoDestination = errors.New("no backup destination is configured (backups.destinations)")
+var errNoDestination = maintenance.PublicErrorf("no backup destination is configured (backups.destinations)")
 
 // forEachMinion runs one action per minion (those with a database, or all
 // summoned ones), one after the other, and collects a result each.
@@ -144,17 +159,50 @@ func coldBackupAll(ctx context.Context, svc services) maintenance.Report {
 	})
 }
 
-// verifyRestoreAll test-restores every summoned minion's newest backup.
+// verifyRestoreAll test-restores every summoned minion's newest dump, or
+// its newest backup when it has no database (a cold backup then).
 func verifyRestoreAll(ctx context.Context, svc services) maintenance.Report {
-	return forEachMinion(ctx, svc, false, func(ctx context.Context, name string) maintenance.MinionResult {
-		res, err := svc.maint.VerifyRestore(ctx, name, "", nil)
-		r := maintenance.MinionResult{Action: maintenance.ActionTestRestore, Err: err}
-		if err == nil {
-			r.BackupID, r.Size, r.Verified = res.BackupID, res.Size, true
-			r.Detail = fmt.Sprintf("%d tables checked", len(res.Checks))
+	var withDB []string
+	if svc.maint != nil {
+		var err error
+		if withDB, err = commands.WithDatabase(ctx, svc.engine); err != nil {
+			return maintenance.Report{Err: err}
 		}
-		return r
+	}
+	return forEachMinion(ctx, svc, false, func(ctx context.Context, name string) maintenance.MinionResult {
+		kind := ""
+		if slices.Contains(withDB, name) {
+			kind = storage.KindDump
+		}
+		res, err := svc.maint.VerifyRestoreNewest(ctx, name, kind, nil)
+		return testRestored(res, err)
 	})
+}
+
+// verifyColdRestoreAll test-restores the newest cold backup of every
+// minion that also has a database, whose dumps verify_restore tests.
+func verifyColdRestoreAll(ctx context.Context, svc services) maintenance.Report {
+	return forEachMinion(ctx, svc, true, func(ctx context.Context, name string) maintenance.MinionResult {
+		res, err := svc.maint.VerifyRestoreNewest(ctx, name, storage.KindCold, nil)
+		if errors.Is(err, maintenance.ErrNoBackup) {
+			// Cold backups may be off for it: nothing to test is no failure.
+			return maintenance.MinionResult{Action: maintenance.ActionTestRestore, Detail: "no cold backup to test yet"}
+		}
+		return testRestored(res, err)
+	})
+}
+
+// testRestored is one test restore as a report line.
+func testRestored(res *maintenance.VerifyResult, err error) maintenance.MinionResult {
+	r := maintenance.MinionResult{Action: maintenance.ActionTestRestore, Err: err}
+	if err == nil {
+		r.BackupID, r.Size, r.Verified = res.BackupID, res.Size, true
+		r.Detail = fmt.Sprintf("%d tables checked", len(res.Checks))
+		if res.Kind == storage.KindCold {
+			r.Detail = "cold backup, files checked"
+		}
+	}
+	return r
 }
 
 // pruneAll applies the retention policy to every minion's backups.
