@@ -3,12 +3,9 @@ package commands
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,10 +13,9 @@ import (
 
 	"github.com/summoner-bot/summoner/chat"
 	"github.com/summoner-bot/summoner/chat/chattest"
+	"github.com/summoner-bot/summoner/internal/golden"
 	"github.com/summoner-bot/summoner/storage"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // levels gives the test users of router_test.go their rights.
 func levels(u chat.User) Level {
@@ -316,7 +312,7 @@ func TestBackupRepliesKeepInternalsFromMembers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			golden(t, "backups_"+tt.name, tt.reply)
+			golden.AssertText(t, "backups_"+tt.name, tt.reply)
 			for _, s := range []string{sftpHost, sftpUser, sftpPath, "10.0.0.5", "local:", "dropbox:/"} {
 				if tt.member && strings.Contains(tt.reply, s) {
 					t.Errorf("a member's reply shows %q:\n%s", s, tt.reply)
@@ -351,27 +347,5 @@ func TestTroubleWithoutDestinationError(t *testing.T) {
 	}
 	if _, detail := trouble(errors.New("a `quoted` cause"), Admin); detail != "Cause: `a 'quoted' cause`" {
 		t.Errorf("backticks in a cause break the code span: %q", detail)
-	}
-}
-
-// golden compares got with testdata/<name>.golden, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("no golden file (run go test ./commands -update): %v", err)
-	}
-	if got+"\n" != string(want) {
-		t.Errorf("reply differs from %s (run go test ./commands -update and review the diff):\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }

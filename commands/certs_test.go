@@ -10,6 +10,7 @@ import (
 
 	"github.com/summoner-bot/summoner/chat"
 	"github.com/summoner-bot/summoner/chat/chattest"
+	"github.com/summoner-bot/summoner/internal/golden"
 )
 
 type fakeCerts struct {
@@ -47,7 +48,7 @@ func TestCertsCommand(t *testing.T) {
 				t.Fatal(err)
 			}
 			rt.Execute(t.Context(), chat.Message{ID: "c", Text: "certs", User: chat.User{ID: "u-m", Username: "max"}, Channel: ops})
-			golden(t, tt.golden, rec.Last())
+			golden.AssertText(t, tt.golden, rec.Last())
 		})
 	}
 }

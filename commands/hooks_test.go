@@ -10,6 +10,7 @@ import (
 
 	"github.com/summoner-bot/summoner/chat"
 	"github.com/summoner-bot/summoner/chat/chattest"
+	"github.com/summoner-bot/summoner/internal/golden"
 )
 
 type fakeHooks struct{ o HooksOverview }
@@ -73,7 +74,7 @@ func TestHooksCommands(t *testing.T) {
 	} {
 		t.Run(tt.golden, func(t *testing.T) {
 			rt.Execute(t.Context(), chat.Message{ID: tt.text, Text: tt.text, User: op, Channel: ops})
-			golden(t, tt.golden, rec.Last())
+			golden.AssertText(t, tt.golden, rec.Last())
 		})
 	}
 	if out := rt.Execute(t.Context(), chat.Message{ID: "m", Text: "hooks", User: chat.User{ID: "u-m", Username: "max"}, Channel: ops}); out == OK {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/summoner-bot/summoner/chat"
 	"github.com/summoner-bot/summoner/chat/chattest"
+	"github.com/summoner-bot/summoner/internal/golden"
 	"github.com/summoner-bot/summoner/maintenance"
 	"github.com/summoner-bot/summoner/minions"
 	"github.com/summoner-bot/summoner/storage"
@@ -154,7 +155,7 @@ func TestRenderSchedules(t *testing.T) {
 		{Name: "prune", Spec: "*/30 * * * * *", Default: "30 4 * * *", Changed: true, Next: now.Add(30 * time.Second), LastRun: now.Add(-time.Hour), LastFailed: true},
 		{Name: "digest", Spec: "off", Default: "0 8 * * 1"},
 	}, now)
-	golden(t, "schedule_list", got)
+	golden.AssertText(t, "schedule_list", got)
 }
 
 func TestRestoreOfAColdBackupUsesTheColdRestore(t *testing.T) {

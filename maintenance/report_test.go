@@ -2,47 +2,14 @@ package maintenance
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/summoner-bot/summoner/internal/golden"
 	"github.com/summoner-bot/summoner/storage"
 )
-
-// reportUpdate is -update, registered only if another test file of the
-// package has not registered it already (a second flag.Bool would panic).
-var reportUpdate = func() func() bool {
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite the golden files")
-	}
-	return func() bool { return flag.Lookup("update").Value.String() == "true" }
-}()
-
-// reportGolden compares got with testdata/report_<name>.golden.
-func reportGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", "report_"+name+".golden")
-	if reportUpdate() {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("no golden file (run go test ./maintenance -run Report -update): %v", err)
-	}
-	if got+"\n" != string(want) {
-		t.Errorf("rendered report differs from %s (run go test ./maintenance -run Report -update and review the diff):\n%s", path, got)
-	}
-}
 
 func TestReportRender(t *testing.T) {
 	at := time.Date(2025, 3, 10, 3, 0, 0, 0, time.UTC)
@@ -114,7 +81,7 @@ func TestReportRender(t *testing.T) {
 					t.Errorf("the report shows %q:\n%s", leak, out)
 				}
 			}
-			reportGolden(t, tt.name, out)
+			golden.AssertText(t, "report_"+tt.name, out)
 		})
 	}
 }
@@ -164,7 +131,7 @@ func TestDigestRender(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reportGolden(t, tt.name, tt.d.Render())
+			golden.AssertText(t, "report_"+tt.name, tt.d.Render())
 		})
 	}
 }

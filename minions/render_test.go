@@ -3,10 +3,8 @@ package minions
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"math"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -17,9 +15,9 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"gopkg.in/yaml.v3"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files")
+	"github.com/summoner-bot/summoner/internal/golden"
+)
 
 // renderFixed renders m with fixed settings, so the output is stable.
 func renderFixed(t *testing.T, m *Minion, mirror Mirror, gateway bool) *Plan {
@@ -43,8 +41,8 @@ func renderFixed(t *testing.T, m *Minion, mirror Mirror, gateway bool) *Plan {
 	return p
 }
 
-// golden is the plan as a person reviews it.
-func golden(p *Plan) string {
+// planText is the plan as a person reviews it.
+func planText(p *Plan) string {
 	type svc struct {
 		Service     string            `yaml:"service"`
 		Role        string            `yaml:"role"`
@@ -199,7 +197,7 @@ func TestCatalogRendersAndMatchesGolden(t *testing.T) {
 
 func testCatalogGolden(t *testing.T, m *Minion, dir string, gateway bool) {
 	p := renderFixed(t, m, Mirror{}, gateway)
-	got := golden(p)
+	got := planText(p)
 	if strings.Contains(got, "${") || strings.Contains(got, "$$") {
 		t.Errorf("unresolved variable in the rendered plan:\n%s", got)
 	}
@@ -232,22 +230,7 @@ func testCatalogGolden(t *testing.T, m *Minion, dir string, gateway bool) {
 	if p.URL != "https://"+m.Subdomain+"."+domain {
 		t.Errorf("URL %s", p.URL)
 	}
-	path := filepath.Join("testdata", "golden", dir, m.Name+".yml")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("no golden file (run go test ./minions -update): %v", err)
-	}
-	if got != string(want) {
-		t.Errorf("rendered plan differs from %s (run go test ./minions -update and review the diff):\n%s", path, got)
-	}
+	golden.AssertFile(t, filepath.Join("golden", dir, m.Name+".yml"), []byte(got))
 	checkPorts(t, p, gateway)
 }
 

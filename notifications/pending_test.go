@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/summoner-bot/summoner/internal/golden"
 )
 
 // fullQueue hands commands over as the commands queue does, refusing
@@ -256,7 +258,7 @@ func TestWaitingGivesUpAfterAnHour(t *testing.T) {
 	if len(posts) != 2 || !strings.HasPrefix(posts[1], "ops: ") {
 		t.Fatalf("posts %q, want the announcement and the report in ops", posts)
 	}
-	recipeGolden(t, "waiting_gave_up.golden", strings.TrimPrefix(posts[1], "ops: "))
+	golden.AssertText(t, "waiting_gave_up", strings.TrimPrefix(posts[1], "ops: "))
 	got := f.runs.list()
 	if len(got) != 2 || !strings.HasPrefix(got[1], "deploy ev1: gave up: `update shop` waited 1h0m") {
 		t.Fatalf("runs %q, want waiting then gave up", got)

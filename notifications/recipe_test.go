@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,9 +17,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-)
 
-var recipeUpdate = flag.Bool("update", false, "rewrite the golden files")
+	"github.com/summoner-bot/summoner/internal/golden"
+)
 
 // recipePoster records posts, and fails for the channels in fail.
 type recipePoster struct {
@@ -289,7 +288,7 @@ func TestRecipeTemplatesGolden(t *testing.T) {
 			if len(got) != 1 || got[0] != "ci: "+preview[0] {
 				t.Fatalf("posted %q, preview %q: the preview must be what is posted", got, preview)
 			}
-			recipeGolden(t, "recipe_"+tt.name+".golden", preview[0])
+			golden.AssertText(t, "recipe_"+tt.name, preview[0])
 		})
 	}
 }
@@ -327,28 +326,8 @@ func TestRecipeParsedGolden(t *testing.T) {
 			if len(got) != 1 {
 				t.Fatalf("posts = %q (event %+v)", got, ev)
 			}
-			recipeGolden(t, "recipe_"+tt.name+".golden", strings.TrimPrefix(got[0], "ci: "))
+			golden.AssertText(t, "recipe_"+tt.name, strings.TrimPrefix(got[0], "ci: "))
 		})
-	}
-}
-
-func recipeGolden(t *testing.T, name, got string) {
-	t.Helper()
-	file := filepath.Join("testdata", name)
-	if *recipeUpdate {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, []byte(got+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
-	}
-	if got+"\n" != string(want) {
-		t.Errorf("rendered:\n%s\nwant (%s):\n%s", got, file, want)
 	}
 }
 

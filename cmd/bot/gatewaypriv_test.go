@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,20 +15,9 @@ import (
 
 	"github.com/summoner-bot/summoner/bootstrap"
 	"github.com/summoner-bot/summoner/config"
+	"github.com/summoner-bot/summoner/internal/golden"
 	"github.com/summoner-bot/summoner/internal/privsep"
 )
-
-// updateFlag is -update, registered here unless another file of the
-// package did it first.
-var updateFlag = func() flag.Value {
-	if f := flag.Lookup("update"); f != nil {
-		return f.Value
-	}
-	flag.Bool("update", false, "rewrite the golden files")
-	return flag.Lookup("update").Value
-}()
-
-func updateGolden() bool { return updateFlag.String() == "true" }
 
 // The gateway's systemd unit, as bootstrap writes it, pinned: its own
 // user, the one capability to bind 80 and 443, no new privileges, a
@@ -48,22 +36,7 @@ func TestGatewayUnitGolden(t *testing.T) {
 	if unit == "" {
 		t.Fatal("no gateway step")
 	}
-	golden := filepath.Join("testdata", "summoner-gateway.service.golden")
-	if updateGolden() {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(unit), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if unit != string(want) {
-		t.Errorf("the gateway's unit changed:\n%s\nwant:\n%s", unit, want)
-	}
+	golden.Assert(t, "summoner-gateway.service", []byte(unit))
 	for _, line := range []string{"User=summoner-gateway", "AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
 		"ProtectSystem=strict", "PrivateTmp=yes", "ReadWritePaths=/var/lib/summoner-gateway", "StandardInput=file:/etc/summoner/gateway.json"} {
 		if !slices.Contains(strings.Split(unit, "\n"), line) {
