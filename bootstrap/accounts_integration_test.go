@@ -321,7 +321,11 @@ func acctClosed(t *testing.T, admin *model.Client4, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.DeleteUser(u.Id) // deactivated: acctCounts leaves it out
+	defer func() { // deactivated: acctCounts leaves it out
+		if _, err := admin.DeleteUser(u.Id); err != nil {
+			t.Logf("deactivating %s: %v", name, err)
+		}
+	}()
 	oc := acctLogin(t, url, name, "Outsider-pass-1")
 	if _, resp, err := oc.AddTeamMember(team.Id, u.Id); err == nil || resp == nil || resp.StatusCode != 403 {
 		t.Errorf("a non-member joining the team: %v, want 403", err)

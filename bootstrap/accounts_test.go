@@ -29,25 +29,28 @@ func (f *fakeMM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v4/users/login":
 		w.Header().Set(model.HeaderToken, "session-token")
-		json.NewEncoder(w).Encode(&model.User{Id: "admin-id", Username: "admin", Roles: model.SystemAdminRoleId + " " + model.SystemUserRoleId})
+		_ = json.NewEncoder(w).Encode(&model.User{Id: "admin-id", Username: "admin", Roles: model.SystemAdminRoleId + " " + model.SystemUserRoleId})
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v4/config":
-		json.NewEncoder(w).Encode(f.cfg)
+		_ = json.NewEncoder(w).Encode(f.cfg)
 	case r.Method == http.MethodPut && r.URL.Path == "/api/v4/config":
 		f.updates++
 		if f.updateCode != http.StatusOK {
 			w.WriteHeader(f.updateCode)
-			json.NewEncoder(w).Encode(model.NewAppError("updateConfig", "api.config.update_config.restricted_merge.app_error", nil, "", f.updateCode))
+			_ = json.NewEncoder(w).Encode(model.NewAppError("updateConfig", "api.config.update_config.restricted_merge.app_error", nil, "", f.updateCode))
 			return
 		}
 		var cfg model.Config
-		json.NewDecoder(r.Body).Decode(&cfg)
+		if err := json.NewDecoder(r.Body).Decode(&cfg); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		if !f.ignore {
 			f.cfg = &cfg
 		}
-		json.NewEncoder(w).Encode(f.cfg)
+		_ = json.NewEncoder(w).Encode(f.cfg)
 	default:
 		w.WriteHeader(http.StatusNotImplemented)
-		json.NewEncoder(w).Encode(model.NewAppError("fake", "not.served", nil, r.Method+" "+r.URL.Path, http.StatusNotImplemented))
+		_ = json.NewEncoder(w).Encode(model.NewAppError("fake", "not.served", nil, r.Method+" "+r.URL.Path, http.StatusNotImplemented))
 	}
 }
 

@@ -276,7 +276,7 @@ func (s *DockerStep) wait(ctx context.Context, say func(string, ...any), pid int
 		}
 		gone := pid > 0 && s.sys().ProcessName(pid) != "dockerd"
 		select {
-		case <-exited:
+		case <-exited: //nolint:errcheck // an exit status says less than dockerd's last log line, shown below
 			gone = true
 		case <-wctx.Done():
 			if ctx.Err() != nil {

@@ -141,7 +141,7 @@ func (s *Service) Apply(ctx context.Context, say func(string, ...any)) error {
 		}
 		for _, p := range ports {
 			if err := portFree(p); err != nil {
-				return Failf(fmt.Sprintf("stop the program that holds it (`ss -ltnp` names it) or set another address in the config, then run `summoner bootstrap` again"),
+				return Failf("stop the program that holds it (`ss -ltnp` names it) or set another address in the config, then run `summoner bootstrap` again",
 					"%s is taken by another program: %v", describePort(p), err)
 			}
 		}
@@ -292,7 +292,7 @@ func (s *Service) waitHealthy(ctx context.Context, say func(string, ...any)) err
 		}
 		select {
 		case <-ctx.Done():
-		case <-s.exited: // nil (never ready) unless we started it in the background
+		case <-s.exited: //nolint:errcheck // nil (never ready) unless we started it in the background; the log's last lines say more than an exit status
 			return Failf("read "+s.logFile(), "%s stopped right after starting: %s", s.Unit, lastLines(readTail(s.logFile()), 2))
 		case <-time.After(250 * time.Millisecond):
 		}

@@ -271,10 +271,10 @@ func TestRedirectToHTTPS(t *testing.T) {
 func TestStreamingAcrossSwap(t *testing.T) {
 	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte("first\n"))
+		_, _ = w.Write([]byte("first\n")) // a lost write shows in the client's reads
 		w.(http.Flusher).Flush()
 		<-release
-		w.Write([]byte("second\n"))
+		_, _ = w.Write([]byte("second\n"))
 	}))
 	t.Cleanup(slow.Close)
 	route := Route{Host: "slow.example.com", Minion: "slow", Backend: slow.Listener.Addr().String(), State: StateUp}

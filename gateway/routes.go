@@ -223,7 +223,7 @@ func checkHostname(h string) error {
 			return fmt.Errorf("%q has a label starting or ending with '-'", h)
 		}
 		for _, c := range l {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			if !labelChar(c) {
 				return fmt.Errorf("%q has the character %q", h, c)
 			}
 		}
@@ -248,4 +248,9 @@ func checkBackend(b string) error {
 		return fmt.Errorf("%q has a bad port", b)
 	}
 	return nil
+}
+
+// labelChar tells whether a host name's label may hold c here.
+func labelChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-'
 }

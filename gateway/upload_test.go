@@ -56,7 +56,7 @@ func TestLargeUploadStreams(t *testing.T) {
 			http.Error(w, err.Error(), 500)
 			return
 		}
-		w.Write([]byte(strconv.FormatInt(n, 10)))
+		_, _ = w.Write([]byte(strconv.FormatInt(n, 10))) // a lost write shows in the client's read
 	}))
 	t.Cleanup(sink.Close)
 	_, srv := tlsRouter(t, []Route{{Host: "files.example.com", Minion: "nextcloud", Backend: sink.Listener.Addr().String(), State: StateUp}})

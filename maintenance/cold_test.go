@@ -19,7 +19,6 @@ import (
 	dtypes "github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/pkg/stdcopy"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/summoner-bot/summoner/maintenance"
@@ -68,9 +67,7 @@ func (d *coldDocker) ContainerCreate(_ context.Context, cfg *container.Config, h
 }
 
 func (d *coldDocker) index(id string) int {
-	var i int
-	fmt.Sscan(id, &i)
-	return i
+	return runIndex(id)
 }
 
 func (d *coldDocker) ContainerAttach(_ context.Context, id string, o container.AttachOptions) (dtypes.HijackedResponse, error) {
@@ -78,18 +75,12 @@ func (d *coldDocker) ContainerAttach(_ context.Context, id string, o container.A
 	defer d.mu.Unlock()
 	i := d.index(id)
 	r := d.runs[i]
-	var stream bytes.Buffer
-	if len(r.stdout) > 0 {
-		stdcopy.NewStdWriter(&stream, stdcopy.Stdout).Write(r.stdout)
-	}
-	if r.stderr != "" {
-		stdcopy.NewStdWriter(&stream, stdcopy.Stderr).Write([]byte(r.stderr))
-	}
+	stream := muxed(r.stdout, r.stderr)
 	c := &fakeConn{mu: &d.mu, input: d.inputs[i], done: make(chan struct{})}
-	var out io.Reader = &stream
+	var out io.Reader = stream
 	if o.Stdin {
 		// It reads its input to the end before it answers, as tar -x does.
-		out = io.MultiReader(waitReader{c.done}, &stream)
+		out = io.MultiReader(waitReader{c.done}, stream)
 	}
 	return dtypes.HijackedResponse{Conn: c, Reader: bufio.NewReader(out)}, nil
 }
@@ -220,7 +211,9 @@ func testArchive(t *testing.T, body string) []byte {
 			t.Fatal(err)
 		}
 		if h.Size > 0 {
-			tw.Write([]byte(body))
+			if _, err := tw.Write([]byte(body)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if err := tw.Close(); err != nil {

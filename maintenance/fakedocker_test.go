@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,20 +58,13 @@ func (f *fakeDocker) ContainerExecCreate(_ context.Context, _ string, o containe
 func (f *fakeDocker) ContainerExecAttach(_ context.Context, id string, _ container.ExecAttachOptions) (dtypes.HijackedResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var i int
-	fmt.Sscan(id, &i)
+	i := runIndex(id)
 	r, in := f.runs[i], f.inputs[i]
-	var stream bytes.Buffer
-	if len(r.stdout) > 0 {
-		stdcopy.NewStdWriter(&stream, stdcopy.Stdout).Write(r.stdout)
-	}
-	if r.stderr != "" {
-		stdcopy.NewStdWriter(&stream, stdcopy.Stderr).Write([]byte(r.stderr))
-	}
+	stream := muxed(r.stdout, r.stderr)
 	c := &fakeConn{input: in, done: make(chan struct{}), mu: &f.mu}
-	var out io.Reader = &stream
+	var out io.Reader = stream
 	if f.execs[i].AttachStdin && r.consume {
-		out = io.MultiReader(waitReader{c.done}, &stream)
+		out = io.MultiReader(waitReader{c.done}, stream)
 	}
 	return dtypes.HijackedResponse{Conn: c, Reader: bufio.NewReader(out)}, nil
 }
@@ -78,9 +72,7 @@ func (f *fakeDocker) ContainerExecAttach(_ context.Context, id string, _ contain
 func (f *fakeDocker) ContainerExecInspect(_ context.Context, id string) (container.ExecInspect, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var i int
-	fmt.Sscan(id, &i)
-	r := f.runs[i]
+	r := f.runs[runIndex(id)]
 	if r.runningFor > 0 {
 		r.runningFor--
 		return container.ExecInspect{ExecID: id, Running: true}, nil
@@ -151,4 +143,28 @@ type waitReader struct{ done chan struct{} }
 func (w waitReader) Read([]byte) (int, error) {
 	<-w.done
 	return 0, io.EOF
+}
+
+// runIndex reads back the index that the fakes put in an exec or
+// container ID; any other ID is a bug in the test.
+func runIndex(id string) int {
+	i, err := strconv.Atoi(id)
+	if err != nil {
+		panic(fmt.Sprintf("fake docker: ID %q is none of ours", id))
+	}
+	return i
+}
+
+// muxed is what the Docker API streams for an attach: stdout and stderr
+// framed by stdcopy.
+func muxed(stdout []byte, stderr string) *bytes.Buffer {
+	var stream bytes.Buffer
+	if len(stdout) > 0 {
+		// Writes to a bytes.Buffer cannot fail.
+		_, _ = stdcopy.NewStdWriter(&stream, stdcopy.Stdout).Write(stdout)
+	}
+	if stderr != "" {
+		_, _ = stdcopy.NewStdWriter(&stream, stdcopy.Stderr).Write([]byte(stderr))
+	}
+	return &stream
 }

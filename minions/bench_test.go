@@ -104,12 +104,13 @@ func docker(b *testing.B, args ...string) string {
 func dockerRunSequence(b *testing.B, f *fixture) time.Duration {
 	data := b.TempDir()
 	net, db, web := "bench-run-net", "bench-run-db", "bench-run-web"
-	exec.Command("docker", "rm", "-f", db, web).Run()
-	exec.Command("docker", "network", "rm", net).Run()
-	defer func() {
-		exec.Command("docker", "rm", "-f", "-v", db, web).Run()
-		exec.Command("docker", "network", "rm", net).Run()
-	}()
+	// Leftovers of an earlier run first, and ours after; none is fine.
+	cleanup := func() {
+		_ = exec.Command("docker", "rm", "-f", "-v", db, web).Run()
+		_ = exec.Command("docker", "network", "rm", net).Run()
+	}
+	cleanup()
+	defer cleanup()
 	reg := f.d.Registry + "/"
 	start := time.Now()
 	docker(b, "network", "create", net)

@@ -83,18 +83,9 @@ type fault struct {
 }
 
 func newFakeDocker(t testing.TB) *fakeDocker {
-	// The real client's own error for a daemon it cannot reach.
-	dead, err := client.NewClientWithOpts(client.WithHost("unix://" + t.TempDir() + "/docker.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, connErr := dead.Ping(context.Background())
-	if !client.IsErrConnectionFailed(connErr) {
-		t.Fatalf("no connection error from a missing socket: %v", connErr)
-	}
 	f := &fakeDocker{
 		containers: map[string]*fakeContainer{}, networks: map[string]bool{},
-		local: map[string]bool{}, registry: map[string]fakeImage{}, connErr: connErr,
+		local: map[string]bool{}, registry: map[string]fakeImage{}, connErr: minions.UnreachableErr(t),
 	}
 	t.Cleanup(func() {
 		f.mu.Lock()

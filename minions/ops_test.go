@@ -14,7 +14,6 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
 )
 
 // opsDocker is the smallest Docker that banish needs: containers in a
@@ -130,11 +129,10 @@ func (s *opsSummoned) allFilesThere(t *testing.T) {
 	}
 }
 
-var opsUnreachable = client.ErrorConnectionFailed("unix:///nonexistent.sock")
-
 // TestPurgeDeletesNothingUnlessContainersAreProvenGone: every way of not
 // knowing that the containers are gone keeps every file.
 func TestPurgeDeletesNothingUnlessContainersAreProvenGone(t *testing.T) {
+	opsUnreachable := unreachableErr(t)
 	tests := []struct {
 		name   string
 		docker *opsDocker
@@ -221,6 +219,7 @@ func TestPurgeOfBanishedMinion(t *testing.T) {
 }
 
 func TestSummoned(t *testing.T) {
+	opsUnreachable := unreachableErr(t)
 	none := []container.Summary{}
 	tests := []struct {
 		name    string

@@ -195,11 +195,13 @@ func TestEndpointState(t *testing.T) {
 
 func TestWebBackend(t *testing.T) {
 	withPort := func(ip string) container.InspectResponse {
+		// Ports through the promoted field: its embedding struct is
+		// deprecated, and Ports moves into NetworkSettings in v29.
+		ns := &container.NetworkSettings{}
+		ns.Ports = nat.PortMap{"80/tcp": {{HostIP: ip, HostPort: "8089"}}}
 		return container.InspectResponse{
 			ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{}},
-			NetworkSettings: &container.NetworkSettings{
-				NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{"80/tcp": {{HostIP: ip, HostPort: "8089"}}}},
-			},
+			NetworkSettings:   ns,
 		}
 	}
 	unpublished := container.InspectResponse{

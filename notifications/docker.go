@@ -369,19 +369,19 @@ func (s *watch) handle(m events.Message) {
 		c.service = name
 	}
 
-	switch {
-	case m.Action == events.ActionStop:
+	switch m.Action {
+	case events.ActionStop:
 		c.pending = nil // stopped on purpose: the die before it is no news
-	case m.Action == events.ActionOOM:
+	case events.ActionOOM:
 		c.oom = true
-	case m.Action == events.ActionDie:
+	case events.ActionDie:
 		s.commit(c) // an earlier die followed by a start was no stop
 		c.gen++
 		exit, _ := strconv.Atoi(attrs["exitCode"])
 		c.pending = &failure{msg: m, kind: DockerContainerDied, container: c, exit: exit, oom: c.oom}
 		c.oom = false
 		s.after(s.w.grace, func() any { return graceFire{id: id, timeNano: m.TimeNano} })
-	case m.Action == events.ActionStart:
+	case events.ActionStart:
 		s.commit(c)
 		c.gen++
 		c.oom = false
@@ -389,9 +389,9 @@ func (s *watch) handle(m events.Message) {
 		if mn := s.minions[minion]; mn != nil && mn.down[c.service] != "" {
 			s.checkStable(c)
 		}
-	case m.Action == events.ActionHealthStatusUnhealthy:
+	case events.ActionHealthStatusUnhealthy:
 		s.fail(&failure{msg: m, kind: DockerContainerUnhealthy, container: c})
-	case m.Action == events.ActionHealthStatusHealthy:
+	case events.ActionHealthStatusHealthy:
 		s.recovered(c, m)
 	}
 }
@@ -850,7 +850,8 @@ func (w *Watcher) tail(ctx context.Context, id string, tty bool) ([]string, erro
 	}
 	if err != nil && len(buf.b) == 0 {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("Docker did not answer within %s", w.fetchLimit)
+			// For the log only: the alert says it in its own words.
+			return nil, fmt.Errorf("reading the logs of %s: no answer from Docker within %s", shortID(id), w.fetchLimit)
 		}
 		return nil, fmt.Errorf("reading the logs of %s: %w", shortID(id), err)
 	}

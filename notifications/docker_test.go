@@ -104,9 +104,9 @@ func (f *fakeDocker) setLogs(id string, tty bool, lines ...string) {
 		case tty:
 			b.WriteString(l + "\r\n")
 		case i%2 == 1:
-			errw.Write([]byte(l + "\n"))
+			_, _ = errw.Write([]byte(l + "\n")) // into a bytes.Buffer: cannot fail
 		default:
-			out.Write([]byte(l + "\n"))
+			_, _ = out.Write([]byte(l + "\n"))
 		}
 	}
 	f.mu.Lock()

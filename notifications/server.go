@@ -306,11 +306,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	}
 	buf := make([]byte, 0, min(size, 4<<10))
 	next := 0 // where the current chunk's deadline ends
-	for {
-		if int64(len(buf)) == size && r.ContentLength >= 0 {
-			// All announced bytes are here; the body reader stops there.
-			break
-		}
+	// Until all announced bytes are here: the body reader stops there.
+	for int64(len(buf)) != size || r.ContentLength < 0 {
 		if len(buf) >= next {
 			if err := deadline(s.bodyWait); err != nil {
 				return nil, err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // KeepSeen is how long the ID of a delivered event is remembered, so that
@@ -100,7 +101,7 @@ func openStore(path string, log *slog.Logger, every time.Duration) (*Store, erro
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true,
 		FreelistType: bolt.FreelistMapType, InitialMmapSize: 64 << 20})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("event store %s is in use by another summoner process", path)
 		}
 		return nil, fmt.Errorf("opening the event store %s: %w", path, err)

@@ -118,7 +118,9 @@ func writeDump(b *testing.B, path string, size int64) {
 		if n+int64(len(line)) > size {
 			line = line[:size-n]
 		}
-		w.WriteString(line)
+		if _, err := w.WriteString(line); err != nil {
+			b.Fatal(err)
+		}
 		n += int64(len(line))
 	}
 	if err := w.Flush(); err != nil {
@@ -162,7 +164,9 @@ func TestStoreBenchChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pprof.StartCPUProfile(pf)
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			t.Fatal(err)
+		}
 		defer pprof.StopCPUProfile()
 	}
 	res, err := repo.Store(context.Background(), storage.Meta{Minion: "bench", Kind: storage.KindDump}, f)

@@ -26,46 +26,49 @@ func compressFrames(w io.Writer, src io.Reader) error {
 		return err
 	}
 	defer enc.Close()
-	type frame struct{ out chan []byte }
+	type frame struct{ out chan *[]byte }
 	order := make(chan frame, workers)
 	slots := make(chan struct{}, workers+1)
-	pool := sync.Pool{New: func() any { return make([]byte, frameSize) }}
-	outPool := sync.Pool{New: func() any { return make([]byte, 0, frameSize) }}
+	// Pointers in the pools: a slice put in an interface is allocated anew
+	// at each Put, which is what the pools are there to avoid.
+	inPool := sync.Pool{New: func() any { b := make([]byte, frameSize); return &b }}
+	outPool := sync.Pool{New: func() any { b := make([]byte, 0, frameSize); return &b }}
 
 	var writeErr atomic.Pointer[error]
 	written := make(chan struct{})
 	go func() { // writes frames in the order they were read
 		defer close(written)
 		for f := range order {
-			b := <-f.out
+			out := <-f.out
 			if writeErr.Load() == nil {
-				if _, err := w.Write(b); err != nil {
+				if _, err := w.Write(*out); err != nil {
 					writeErr.Store(&err)
 				}
 			}
-			outPool.Put(b[:0])
+			*out = (*out)[:0]
+			outPool.Put(out)
 			<-slots
 		}
 	}()
 
 	var readErr error
-	for {
-		if writeErr.Load() != nil {
-			break
-		}
+	for writeErr.Load() == nil {
 		slots <- struct{}{}
-		in := pool.Get().([]byte)[:frameSize]
-		n, err := io.ReadFull(src, in)
+		in := inPool.Get().(*[]byte)
+		n, err := io.ReadFull(src, *in)
 		if n > 0 {
-			f := frame{out: make(chan []byte, 1)}
+			f := frame{out: make(chan *[]byte, 1)}
 			order <- f
-			go func(in []byte) {
-				f.out <- enc.EncodeAll(in, outPool.Get().([]byte)[:0])
-				pool.Put(in[:cap(in)])
-			}(in[:n])
+			go func() {
+				out := outPool.Get().(*[]byte)
+				// EncodeAll may grow the buffer: keep the grown one.
+				*out = enc.EncodeAll((*in)[:n], *out)
+				f.out <- out
+				inPool.Put(in)
+			}()
 		} else {
 			<-slots
-			pool.Put(in)
+			inPool.Put(in)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break

@@ -248,7 +248,7 @@ func dropboxReadChunk(ctx context.Context, r io.Reader, buf []byte) (n int, last
 	n, err = io.ReadFull(r, buf)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		last, err = true, nil
+		last = true
 	case err != nil:
 		return 0, false, fmt.Errorf("reading the data: %w", err)
 	}
@@ -299,7 +299,8 @@ func (d *Dropbox) cleanUpAfter(err error, p, hash string, size uint64) {
 		return
 	}
 	if f, ok := md.(*files.FileMetadata); ok && f.ContentHash == hash && f.Size == size {
-		dropboxRetryExpired(func() error { _, err := d.api.DeleteV2Context(ctx, &files.DeleteArg{Path: p}); return err })
+		// Best effort: the caller returns the commit's error either way.
+		_ = dropboxRetryExpired(func() error { _, err := d.api.DeleteV2Context(ctx, &files.DeleteArg{Path: p}); return err })
 	}
 }
 

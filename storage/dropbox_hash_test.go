@@ -22,7 +22,9 @@ func TestDropboxHashKnownValues(t *testing.T) {
 		"hello world": "bc62d4b80d9e36da29c16c5d4d9f11731f36052c72401a76c23c0fb5a9b74423",
 	} {
 		h := newDropboxHasher()
-		io.WriteString(h, data)
+		if _, err := io.WriteString(h, data); err != nil {
+			t.Fatal(err)
+		}
 		if got := h.Hex(); got != want {
 			t.Errorf("hash(%q) = %s, want %s", data, got, want)
 		}
@@ -56,7 +58,9 @@ func TestDropboxHashMatchesReferences(t *testing.T) {
 				h := newDropboxHasher()
 				for rest := data[:size]; len(rest) > 0; {
 					n := min(piece, len(rest))
-					h.Write(rest[:n])
+					if _, err := h.Write(rest[:n]); err != nil {
+						t.Fatal(err)
+					}
 					rest = rest[n:]
 				}
 				got := h.Hex()

@@ -153,7 +153,9 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := now.Add(-48 * time.Hour)
-	os.Chtimes(filepath.Join(a.Root, "wekan/20260508T130000Z-dump/data.zst"), old, old)
+	if err := os.Chtimes(filepath.Join(a.Root, "wekan/20260508T130000Z-dump/data.zst"), old, old); err != nil {
+		t.Fatal(err)
+	}
 
 	clock = now
 	repo = newRepo(t, storage.Options{Backends: []storage.Backend{a, b}, Retention: storage.Retention{KeepLast: 2}, Now: o.Now})

@@ -101,16 +101,16 @@ func newInteractFixture(t *testing.T) *interactFixture {
 	t.Helper()
 	f := &interactFixture{out: &propsRecorder{Recorder: &chattest.Recorder{}}, conf: &fakeConfirm{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/api/v4/posts/p1":
+		switch r.URL.Path {
+		case "/api/v4/posts/p1":
 			p := &model.Post{Id: "p1", Message: "⚠️ This deletes wekan.\nTo go ahead, answer `confirm 123456` within 5 minutes."}
 			p.SetProps(model.StringInterface{"attachments": []any{}, replyProp: "m1"})
 			_ = json.NewEncoder(w).Encode(p)
-		case r.URL.Path == "/api/v4/users/ids":
+		case "/api/v4/users/ids":
 			_ = json.NewEncoder(w).Encode([]*model.User{{Id: "u2", Username: "olga"}})
-		case r.URL.Path == "/api/v4/channels/c1":
+		case "/api/v4/channels/c1":
 			_ = json.NewEncoder(w).Encode(&model.Channel{Id: "c1", Name: "ops", Type: model.ChannelTypeOpen})
-		case r.URL.Path == "/api/v4/actions/dialogs/open":
+		case "/api/v4/actions/dialogs/open":
 			var d model.OpenDialogRequest
 			_ = json.NewDecoder(r.Body).Decode(&d)
 			f.dialogs = append(f.dialogs, d)

@@ -137,12 +137,6 @@ func (a *api) user(ctx context.Context, id string) (*model.User, error) {
 	return &u, a.do(ctx, http.MethodGet, "/users/"+id, nil, &u)
 }
 
-// postsSince lists the posts created or edited after since (Unix ms).
-func (a *api) postsSince(ctx context.Context, channelID string, since int64) (*model.PostList, error) {
-	var l model.PostList
-	return &l, a.do(ctx, http.MethodGet, fmt.Sprintf("/channels/%s/posts?since=%d", channelID, since), nil, &l)
-}
-
 // postsBefore lists up to perPage posts of the channel (replies included,
 // deleted ones not), newest first: the newest of all when before is "",
 // else those created before post before's millisecond. The threads they

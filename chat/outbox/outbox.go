@@ -30,6 +30,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/summoner-bot/summoner/chat"
 )
@@ -165,7 +166,7 @@ func Open(o Options) (*Outbox, error) {
 	// No freelist on disk: each commit writes less (it is rebuilt at open).
 	db, err := bolt.Open(o.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("outbox %s is in use by another summoner process", o.Path)
 		}
 		return nil, fmt.Errorf("opening the outbox %s: %w", o.Path, err)

@@ -419,9 +419,7 @@ and renames %s to %s.<date>.bak (mode 0600).
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(out, "  "+format+"\n", args...) }
 	var steps []bootstrap.Step
-	for _, s := range m.steps() {
-		steps = append(steps, s)
-	}
+	steps = append(steps, m.steps()...)
 	// The bot first, so it does not see Mattermost go away.
 	for _, name := range []string{"bot", "gateway"} {
 		for _, s := range steps {

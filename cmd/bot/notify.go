@@ -365,7 +365,7 @@ func (h hooksView) Test(_ context.Context, recipe, sample string) (commands.Hook
 		}
 	}
 	if r == nil {
-		return commands.HookPreview{}, fmt.Errorf("There is no recipe `%s`; `hooks` lists them.", recipe)
+		return commands.HookPreview{}, commands.Errorf("There is no recipe `%s`; `hooks` lists them.", recipe)
 	}
 	src := notifications.Source{Name: r.Source, Kind: r.Source} // docker, maintenance
 	for _, s := range n.sources {
@@ -375,11 +375,11 @@ func (h hooksView) Test(_ context.Context, recipe, sample string) (commands.Hook
 	}
 	ev, err := notifications.Sample(src, sample, n.now())
 	if err != nil {
-		return commands.HookPreview{}, fmt.Errorf("That sample does not work: %v", err)
+		return commands.HookPreview{}, commands.Errorf("That sample does not work: %v", err)
 	}
 	posts, matched, reason, err := n.engine.Preview(recipe, ev)
 	if err != nil {
-		return commands.HookPreview{}, fmt.Errorf("The recipe `%s` cannot render this event: %v", recipe, err)
+		return commands.HookPreview{}, commands.Errorf("The recipe `%s` cannot render this event: %v", recipe, err)
 	}
 	p := commands.HookPreview{Event: fmt.Sprintf("a %s %s event (%s)", src.Kind, ev.Type, notifications.EventWords(ev)), Matched: matched, Reason: reason}
 	i := 0

@@ -33,28 +33,28 @@ func TestOwnDir(t *testing.T) {
 	base := t.TempDir()
 	tests := []struct {
 		name    string
-		setup   func(dir string)
+		setup   func(t *testing.T, dir string)
 		wantErr string
 	}{
-		{name: "missing: created and given", setup: func(string) {}},
-		{name: "empty and root's: given", setup: func(dir string) { os.Mkdir(dir, 0o755) }},
-		{name: "the user's already, with files: kept", setup: func(dir string) {
-			os.Mkdir(dir, 0o755)
-			os.WriteFile(filepath.Join(dir, "cert"), nil, 0o600)
-			os.Lchown(filepath.Join(dir, "cert"), 65534, 65534)
-			os.Lchown(dir, 65534, 65534)
+		{name: "missing: created and given", setup: func(*testing.T, string) {}},
+		{name: "empty and root's: given", setup: func(t *testing.T, dir string) { must(t, os.Mkdir(dir, 0o755)) }},
+		{name: "the user's already, with files: kept", setup: func(t *testing.T, dir string) {
+			must(t, os.Mkdir(dir, 0o755),
+				os.WriteFile(filepath.Join(dir, "cert"), nil, 0o600),
+				os.Lchown(filepath.Join(dir, "cert"), 65534, 65534),
+				os.Lchown(dir, 65534, 65534))
 		}},
-		{name: "someone else's with files: refused", setup: func(dir string) {
-			os.Mkdir(dir, 0o700)
-			os.WriteFile(filepath.Join(dir, "secret"), nil, 0o600)
+		{name: "someone else's with files: refused", setup: func(t *testing.T, dir string) {
+			must(t, os.Mkdir(dir, 0o700),
+				os.WriteFile(filepath.Join(dir, "secret"), nil, 0o600))
 		}, wantErr: "belongs to uid 0 and is not empty"},
-		{name: "a symlink: refused", setup: func(dir string) { os.Symlink("/etc", dir) }, wantErr: "is not a folder"},
+		{name: "a symlink: refused", setup: func(t *testing.T, dir string) { must(t, os.Symlink("/etc", dir)) }, wantErr: "is not a folder"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := filepath.Join(base, strings.Repeat("d", i+1), "gateway")
-			os.MkdirAll(filepath.Dir(dir), 0o755)
-			tt.setup(dir)
+			must(t, os.MkdirAll(filepath.Dir(dir), 0o755))
+			tt.setup(t, dir)
 			err := OwnDir(dir, nobody)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -83,9 +83,9 @@ func TestMoveIn(t *testing.T) {
 	needRoot(t)
 	base := t.TempDir()
 	old, dst := filepath.Join(base, "old", "certs"), filepath.Join(base, "gateway", "certs")
-	os.MkdirAll(filepath.Join(old, "acme"), 0o700)
-	os.WriteFile(filepath.Join(old, "acme", "key"), []byte("k"), 0o600)
-	os.MkdirAll(filepath.Dir(dst), 0o700)
+	must(t, os.MkdirAll(filepath.Join(old, "acme"), 0o700),
+		os.WriteFile(filepath.Join(old, "acme", "key"), []byte("k"), 0o600),
+		os.MkdirAll(filepath.Dir(dst), 0o700))
 	moved, err := MoveIn(old, dst, nobody)
 	if err != nil || !moved {
 		t.Fatalf("MoveIn = %v, %v", moved, err)
@@ -99,7 +99,7 @@ func TestMoveIn(t *testing.T) {
 	if moved, err := MoveIn(old, dst, nobody); moved || err != nil {
 		t.Errorf("second MoveIn = %v, %v; want nothing moved", moved, err)
 	}
-	os.MkdirAll(old, 0o700)
+	must(t, os.MkdirAll(old, 0o700))
 	if moved, err := MoveIn(old, dst, nobody); moved || err != nil {
 		t.Errorf("MoveIn onto an existing folder = %v, %v; want nothing moved", moved, err)
 	}
@@ -112,15 +112,18 @@ func TestCanReach(t *testing.T) {
 	base := t.TempDir()
 	open := filepath.Join(base, "open")
 	closed := filepath.Join(base, "closed")
-	os.MkdirAll(open, 0o755)
-	os.MkdirAll(closed, 0o700)
+	must(t, os.MkdirAll(open, 0o755), os.MkdirAll(closed, 0o700))
 	for _, dir := range []string{base, filepath.Dir(base)} {
-		os.Chmod(dir, 0o755) // the test tree itself may be root's only
-		defer func(d string, m os.FileMode) { os.Chmod(d, m) }(dir, 0o700)
+		must(t, os.Chmod(dir, 0o755)) // the test tree itself may be root's only
+		defer func(d string, m os.FileMode) {
+			if err := os.Chmod(d, m); err != nil {
+				t.Error(err)
+			}
+		}(dir, 0o700)
 	}
-	os.WriteFile(filepath.Join(open, "bin"), nil, 0o755)
-	os.WriteFile(filepath.Join(closed, "bin"), nil, 0o755)
-	os.WriteFile(filepath.Join(open, "private"), nil, 0o700)
+	must(t, os.WriteFile(filepath.Join(open, "bin"), nil, 0o755),
+		os.WriteFile(filepath.Join(closed, "bin"), nil, 0o755),
+		os.WriteFile(filepath.Join(open, "private"), nil, 0o700))
 	tests := []struct {
 		path string
 		want string // "" for reachable
@@ -137,5 +140,16 @@ func TestCanReach(t *testing.T) {
 	}
 	if err := CanReach(filepath.Join(closed, "bin"), nil, 0o1); err != nil {
 		t.Errorf("no separation: %v", err)
+	}
+}
+
+// must fails the test with the first error of the setup steps given
+// (all of them have run by then; a later failure follows from it).
+func must(t *testing.T, errs ...error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

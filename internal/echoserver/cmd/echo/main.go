@@ -46,7 +46,9 @@ func main() {
 		log.Printf("echo %s stopping", service)
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Printf("echo %s: stopping: %v", service, err)
+		}
 	}()
 	log.Printf("echo %s listening on :%s", service, port)
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
