@@ -80,6 +80,7 @@ type queueFixture struct {
 	srv     *server
 	q       *Queue
 	release chan struct{}
+	unstick chan struct{} // lets "stuck" return, once the test is over
 	mu      sync.Mutex
 	ran     map[string]int
 	stop    func()
@@ -87,7 +88,8 @@ type queueFixture struct {
 
 func newQueue(t *testing.T, ob *outbox.Outbox, srv *server, o QueueOptions) *queueFixture {
 	t.Helper()
-	f := &queueFixture{srv: srv, release: make(chan struct{}), ran: map[string]int{}}
+	f := &queueFixture{srv: srv, release: make(chan struct{}), unstick: make(chan struct{}), ran: map[string]int{}}
+	t.Cleanup(func() { close(f.unstick) })
 	count := func(r *Request) {
 		f.mu.Lock()
 		f.ran[r.Message.ID]++
@@ -109,7 +111,10 @@ func newQueue(t *testing.T, ob *outbox.Outbox, srv *server, o QueueOptions) *que
 			Run: func(_ context.Context, r *Request) (string, error) { count(r); return "quick answer", nil }},
 		Definition{Name: "stuck", Summary: "ignores its deadline", Timeout: 20 * time.Millisecond,
 			Run: func(context.Context, *Request) (string, error) {
-				time.Sleep(afterDeadline + 100*time.Millisecond)
+				// Blocks past the router's afterDeadline wait for as long as
+				// the test lasts, rather than sleeping a little longer than
+				// it: a loaded machine could let the sleep win the race.
+				<-f.unstick
 				return "too late", nil
 			}},
 		Definition{Name: "docker", Summary: "a Docker call that times out", Timeout: 20 * time.Millisecond,

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/summoner-bot/summoner/internal/itgate"
 )
 
 type running struct {
@@ -256,7 +258,7 @@ func TestRoutesSurviveRestart(t *testing.T) {
 func TestNoDockerSocket(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go tool to list the package's dependencies")
+		itgate.Skip(t, "no go tool to list the package's dependencies: %v", err)
 	}
 	out, err := exec.Command(goTool, "list", "-deps", ".").Output()
 	if err != nil {

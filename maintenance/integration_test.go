@@ -378,9 +378,6 @@ func (f *itFixture) mariadbChecksums(t *testing.T) string {
 }
 
 func TestMariaDBDumpAndRestoreRoundTrip(t *testing.T) {
-	if _, err := os.Stat("../minions/testdata/minions/testmaria/minion.yml"); err != nil {
-		t.Skip("the testmaria test minion is not there yet")
-	}
 	f := newITFixture(t, "testmaria")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

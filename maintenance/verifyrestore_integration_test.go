@@ -27,8 +27,6 @@ type verifyKind struct {
 	// fill writes known data; want is what the counts must say.
 	fill func(t *testing.T, f *itFixture)
 	want map[string]int64
-	// pending skips a kind whose test image is still being built.
-	pending string
 }
 
 var verifyKinds = []verifyKind{
@@ -70,19 +68,12 @@ var verifyKinds = []verifyKind{
 			}
 		},
 		want: map[string]int64{"people": 50, "notes": 120},
-		// TODO(verify-restore): drop once .ci/images/mongo lands and starts.
 	},
 }
 
 func TestVerifyRestoreOnTheRealEngine(t *testing.T) {
 	for _, k := range verifyKinds {
 		t.Run(k.minion, func(t *testing.T) {
-			if _, err := os.Stat("../minions/testdata/minions/" + k.minion + "/minion.yml"); err != nil {
-				t.Skipf("the %s test minion is not there yet", k.minion)
-			}
-			if k.pending != "" {
-				t.Skip(k.pending)
-			}
 			f := newITFixture(t, k.minion)
 			t.Cleanup(func() { removeThrowaways(t, f) })
 			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

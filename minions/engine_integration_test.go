@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/summoner-bot/summoner/internal/dockertest"
+	"github.com/summoner-bot/summoner/internal/itgate"
 	"github.com/summoner-bot/summoner/minions"
 )
 
@@ -336,7 +337,7 @@ func TestSecondSummonWhileOneRuns(t *testing.T) {
 func composeSeesIt(t *testing.T) {
 	t.Helper()
 	if err := exec.Command("docker", "compose", "version").Run(); err != nil {
-		if os.Getenv("SUMMONER_INTEGRATION") == "1" {
+		if itgate.On() {
 			t.Fatal("docker compose v2 is missing (bash .ci/docker.sh compose installs it)")
 		}
 		t.Log("skipping the docker compose check: no docker compose v2 here")

@@ -147,7 +147,7 @@ func TestTaigaRoutesOnDocker(t *testing.T) {
 	const minion = "testtaiga"
 	d, e, _ := newGatewayEngine(t, minion)
 	if _, ok := e.Catalog().Get(minion); !ok {
-		t.Skip("the testtaiga test minion is not in testdata/minions")
+		t.Fatal("the testtaiga test minion is not in testdata/minions")
 	}
 	ctx := context.Background()
 	port := freePort(t)

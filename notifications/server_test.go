@@ -129,6 +129,9 @@ func TestServer(t *testing.T) {
 			{name: "GET", method: http.MethodGet, want: http.StatusMethodNotAllowed},
 			{name: "stale timestamp", at: testNow.Add(-10 * time.Minute), want: http.StatusUnauthorized},
 		} {
+			if !tc.at.IsZero() && kind != KindGeneric {
+				continue // only the generic kind signs a time: nothing to check
+			}
 			t.Run(kind+"/"+tc.name, func(t *testing.T) {
 				if tc.secret == "" {
 					tc.secret = testSecret
@@ -146,10 +149,6 @@ func TestServer(t *testing.T) {
 					// Neither names a delivery or a time: a repeat is a
 					// second event (a second "disk full" alert).
 					tc.want, tc.wantBody = http.StatusAccepted, `{"accepted":true}`
-				}
-				stale := !tc.at.Equal(testNow)
-				if stale && kind != KindGeneric {
-					t.Skip("only the generic kind signs a time")
 				}
 				h, p := request(tc.secret, tc.body, tc.at)
 				if kind == KindSlack && tc.name == "missing header" {

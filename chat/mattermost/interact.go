@@ -96,6 +96,11 @@ type Interact struct {
 	log *slog.Logger
 	mux *http.ServeMux
 
+	// quickTimer starts the wait for a slash command's quick answer;
+	// tests replace it so they decide when the wait is over instead of
+	// racing a wall clock.
+	quickTimer func(time.Duration) (expired <-chan time.Time, stop func() bool)
+
 	mu    sync.Mutex
 	runs  map[string]*slashRun // by message ID
 	held  map[string]*heldPost // by local ref ID
@@ -143,12 +148,18 @@ func NewInteract(o InteractOptions) (*Interact, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	ix := &Interact{o: o, log: o.Logger, runs: map[string]*slashRun{}, held: map[string]*heldPost{}}
+	ix := &Interact{o: o, log: o.Logger, quickTimer: wallTimer, runs: map[string]*slashRun{}, held: map[string]*heldPost{}}
 	ix.mux = http.NewServeMux()
 	ix.mux.HandleFunc("POST "+SlashPath, ix.slash)
 	ix.mux.HandleFunc("POST "+ActionsPath, ix.action)
 	ix.mux.HandleFunc("POST "+DialogPath, ix.dialog)
 	return ix, nil
+}
+
+// wallTimer is the real quick-answer timer.
+func wallTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }
 
 // ServeHTTP serves the three routes.
@@ -300,11 +311,11 @@ func (ix *Interact) slash(w http.ResponseWriter, r *http.Request) {
 	ix.mu.Unlock()
 
 	ix.o.Handler.Handle(ctx, m)
-	t := time.NewTimer(ix.o.QuickReply)
-	defer t.Stop()
+	expired, stop := ix.quickTimer(ix.o.QuickReply)
+	defer stop()
 	select {
 	case <-run.done:
-	case <-t.C:
+	case <-expired:
 	case <-r.Context().Done():
 	}
 

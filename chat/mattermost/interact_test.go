@@ -35,13 +35,17 @@ func (p *propsRecorder) ReplyWithProps(ctx context.Context, m chat.Message, text
 }
 
 // fakeRunner stands for the queue and the router: it answers each command
-// after a delay, through ix, then says it finished.
+// through ix, then says it finished. A "slow" command says "step 1", lets
+// the quick-answer wait expire, and finishes ("all done") only when the
+// test closes release, after the slash response went out: no wall clock
+// decides which comes first.
 type fakeRunner struct {
-	ix    *Interact
-	delay time.Duration
-	mu    sync.Mutex
-	got   []chat.Message
-	wg    sync.WaitGroup
+	ix      *Interact
+	expire  chan time.Time // the fake quick-answer timer
+	release chan struct{}  // lets a slow command finish
+	mu      sync.Mutex
+	got     []chat.Message
+	wg      sync.WaitGroup
 }
 
 func (f *fakeRunner) Handle(ctx context.Context, m chat.Message) {
@@ -56,7 +60,8 @@ func (f *fakeRunner) Handle(ctx context.Context, m chat.Message) {
 			_, _ = f.ix.ReplyConfirm(ctx, m, "⚠️ This deletes wekan.\nTo go ahead, answer `confirm 123456` within 5 minutes.", "123456")
 		case strings.HasPrefix(m.Text, "slow"):
 			ref, _ := f.ix.Reply(ctx, m, "step 1")
-			time.Sleep(f.delay)
+			f.expire <- time.Now() // the slash handler is waiting: too slow now
+			<-f.release
 			_ = f.ix.Update(ctx, ref, "all done")
 		default:
 			_, _ = f.ix.Reply(ctx, m, "answer to "+m.Text)
@@ -124,7 +129,7 @@ func newInteractFixture(t *testing.T) *interactFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.run = &fakeRunner{delay: 300 * time.Millisecond}
+	f.run = &fakeRunner{expire: make(chan time.Time), release: make(chan struct{})}
 	f.ix, err = NewInteract(InteractOptions{
 		CallbackURL: "http://127.0.0.1:8079/", SlashToken: testSlashToken,
 		Poster: f.out, Handler: f.run, Confirm: f.conf, Adapter: a, QuickReply: 100 * time.Millisecond,
@@ -139,6 +144,14 @@ func newInteractFixture(t *testing.T) *interactFixture {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The quick-answer wait ends only when a command answers or the fake
+	// runner expires it.
+	f.ix.quickTimer = func(d time.Duration) (<-chan time.Time, func() bool) {
+		if d != 100*time.Millisecond {
+			t.Errorf("quick-answer wait %v, want the configured 100ms", d)
+		}
+		return f.run.expire, func() bool { return true }
 	}
 	f.run.ix = f.ix
 	return f
@@ -190,6 +203,7 @@ func TestSlashCommand(t *testing.T) {
 				out = nil
 			}
 			code := f.post(t, SlashPath, form, slashForm(tt.token, tt.text), out)
+			close(f.run.release) // the response is out: a slow command may finish
 			if code != tt.status {
 				t.Fatalf("status %d, want %d", code, tt.status)
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/summoner-bot/summoner/internal/dockertest"
+	"github.com/summoner-bot/summoner/internal/itgate"
 )
 
 // bootstrapEnv keeps the caller's DOCKER_HOST, as a user's shell would.
@@ -57,9 +58,7 @@ func TestBootstrapUnsupportedOS(t *testing.T) {
 }
 
 func TestBootstrapDockerSocketUnavailable(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the os step before it needs root")
-	}
+	itgate.NeedRoot(t, "for the os step before the docker step")
 	sock := filepath.Join(t.TempDir(), "nothing.sock")
 	daemonJSON := filepath.Join(t.TempDir(), "daemon.json")
 	stdout, stderr, code := summoner(t, []string{"DOCKER_HOST=unix://" + sock}, "",

@@ -16,6 +16,7 @@ import (
 	"github.com/summoner-bot/summoner/bootstrap"
 	"github.com/summoner-bot/summoner/config"
 	"github.com/summoner-bot/summoner/internal/golden"
+	"github.com/summoner-bot/summoner/internal/itgate"
 	"github.com/summoner-bot/summoner/internal/privsep"
 )
 
@@ -97,9 +98,7 @@ func openDir(t *testing.T) string {
 // Started by someone who is not root, `summoner gateway` runs the gateway
 // as that same user, and the log says that the separation is off and why.
 func TestGatewayNotRootSaysSeparationIsOff(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to run the binary as another user")
-	}
+	itgate.NeedRoot(t, "to run the binary as another user")
 	dir := openDir(t)
 	bin := filepath.Join(dir, "summoner")
 	data, err := os.ReadFile(binary)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/summoner-bot/summoner/internal/itgate"
 	"github.com/summoner-bot/summoner/internal/mmtest"
 )
 
@@ -78,7 +79,7 @@ const secretToken = "s3cr3t-t0ken-that-must-never-print"
 
 func TestConfigProblemsExitTwoWithOneLine(t *testing.T) {
 	mmURL := "http://127.0.0.1:1" // the token checks below need a real server
-	if os.Getenv("SUMMONER_IT_MM_URL") != "" || os.Getenv("SUMMONER_INTEGRATION") == "1" {
+	if os.Getenv("SUMMONER_IT_MM_URL") != "" || itgate.On() {
 		mmURL = mmtest.FromEnv(t).URL
 	}
 	tests := []struct {
@@ -119,7 +120,7 @@ func TestConfigProblemsExitTwoWithOneLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.needsMM && strings.HasSuffix(mmURL, ":1") {
-				t.Skip("needs the Mattermost server (SUMMONER_IT_MM_URL)")
+				itgate.Skip(t, "no Mattermost server (SUMMONER_IT_MM_URL) to check the token against")
 			}
 			args := []string{"run"}
 			if tt.config != "" {

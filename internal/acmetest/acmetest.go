@@ -26,6 +26,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/summoner-bot/summoner/internal/itgate"
 )
 
 // Env is the running Pebble and its DNS server.
@@ -55,10 +57,7 @@ func Require(t testing.TB) *Env {
 	t.Helper()
 	dir := os.Getenv("SUMMONER_IT_ACME_DIR")
 	if dir == "" {
-		if os.Getenv("SUMMONER_INTEGRATION") == "1" {
-			t.Fatal("SUMMONER_INTEGRATION=1 but SUMMONER_IT_ACME_DIR is not set: " + hint)
-		}
-		t.Skip("no ACME test server: set SUMMONER_IT_ACME_DIR (see .ci/pebble.sh) to run this test")
+		itgate.Skip(t, "SUMMONER_IT_ACME_DIR is not set (no ACME test server): %s", hint)
 	}
 	e := &Env{
 		Directory:  dir,

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/mattermost/mattermost-server/v6/model"
+
+	"github.com/summoner-bot/summoner/internal/itgate"
 )
 
 // ReplyProp is the prop the bot tags its replies with.
@@ -52,10 +54,7 @@ func FromEnv(t testing.TB) *Env {
 		restart:  get("MM_RESTART"),
 	}
 	if e.URL == "" || e.BotToken == "" {
-		if os.Getenv("SUMMONER_INTEGRATION") == "1" {
-			t.Fatal("SUMMONER_INTEGRATION=1 but SUMMONER_IT_MM_URL/SUMMONER_IT_BOT_TOKEN are not set: start the services with `bash .ci/services.sh start` and source its env file")
-		}
-		t.Skip("no Mattermost server: set SUMMONER_IT_* (see .ci/services.sh) to run this test")
+		itgate.Skip(t, "SUMMONER_IT_MM_URL/SUMMONER_IT_BOT_TOKEN are not set (no Mattermost server): start the services with `bash .ci/services.sh start` and source its env file")
 	}
 	return e
 }

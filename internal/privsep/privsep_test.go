@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/summoner-bot/summoner/internal/itgate"
 )
 
 // nobody is the credential the tests hand folders to.
@@ -13,9 +15,7 @@ var nobody = &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to change owners")
-	}
+	itgate.NeedRoot(t, "to change owners")
 }
 
 func owner(t *testing.T, path string) (uint32, uint32, os.FileMode) {

@@ -24,6 +24,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/summoner-bot/summoner/internal/itgate"
 )
 
 // SSHD is the server binary; sshd insists on an absolute path (re-exec).
@@ -50,22 +52,15 @@ type Server struct {
 // Start starts an sshd for t and stops it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("SUMMONER_INTEGRATION") == "1" {
-			t.Fatalf("SUMMONER_INTEGRATION=1 but "+format, args...)
-		}
-		t.Skipf(format, args...)
-	}
 	if _, err := os.Stat(SSHD); err != nil {
-		skip("no %s: apt-get install openssh-server openssh-client (%v)", SSHD, err)
+		itgate.Skip(t, "no %s: apt-get install openssh-server openssh-client (%v)", SSHD, err)
 	}
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
-		skip("no ssh-keygen: apt-get install openssh-client")
+		itgate.Skip(t, "no ssh-keygen: apt-get install openssh-client")
 	}
 	// sshd refuses to start without its privilege separation folder.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		skip("cannot create /run/sshd (sshd needs it; run as root): %v", err)
+		itgate.Skip(t, "cannot create /run/sshd (sshd needs it; run as root): %v", err)
 	}
 	u, err := user.Current()
 	if err != nil {

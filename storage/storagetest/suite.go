@@ -11,13 +11,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"sync"
 	"testing"
 
 	"filippo.io/age"
 
+	"github.com/summoner-bot/summoner/internal/itgate"
 	"github.com/summoner-bot/summoner/storage"
 )
 
@@ -34,7 +34,7 @@ type Options struct {
 func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend, o Options) {
 	if o.Size == 0 {
 		o.Size = 16 << 20
-		if os.Getenv("SUMMONER_INTEGRATION") == "1" && !testing.Short() {
+		if itgate.On() && !testing.Short() {
 			o.Size = 200 << 20
 		}
 	}
